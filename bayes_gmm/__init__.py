@@ -1,0 +1,41 @@
+"""bayes_gmm: Gaussian mixtures by EM and by full Bayesian inference, side by side.
+
+The EM side (:class:`GaussianMixtureEM`, data sets) imports only numpy, scipy
+and scikit-learn; the Bayesian side (PyMC, ArviZ) is imported lazily on first
+use, so ``import bayes_gmm`` stays fast.
+"""
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+
+from bayes_gmm._validation import BayesGMMWarning, ConvergenceWarning
+from bayes_gmm.datasets import load_faithful, load_galaxies, make_mixture
+from bayes_gmm.em import GaussianMixtureEM
+
+try:
+    __version__ = version("bayes_gmm")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+# name -> module for the lazily imported (PyMC/ArviZ) side.
+_LAZY = {}
+
+__all__ = [
+    "BayesGMMWarning",
+    "ConvergenceWarning",
+    "GaussianMixtureEM",
+    "load_faithful",
+    "load_galaxies",
+    "make_mixture",
+    *sorted(_LAZY),
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bayes_gmm' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,1 @@
+"""Bundled data sets (CSV) and their provenance (README.md)."""

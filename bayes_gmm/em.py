@@ -1,0 +1,896 @@
+"""The classic EM estimator for Gaussian mixtures (numpy only, no PyMC).
+
+The algorithm is kept in small pure functions:
+
+* :func:`e_step` - log responsibilities and per-sample log densities,
+* :func:`m_step` - parameters from responsibilities,
+* :func:`em_iteration` - one fused pass over the data that does both, and
+* :func:`run_em` - iterate until the mean log-likelihood stops changing,
+
+and :class:`GaussianMixtureEM` only validates, initialises and loops over
+``n_init`` starts. Rows are processed in chunks, so the temporaries of an
+iteration take ``O(chunk x K x D)`` memory whatever the number of samples.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted
+
+from bayes_gmm._covariance import get_covariance_type, log_gaussian_prob, n_parameters
+from bayes_gmm._validation import (
+    ConvergenceWarning,
+    check_choice,
+    check_data,
+    check_n_components,
+    check_random_state,
+    check_scalar,
+    seed_from,
+    warn,
+)
+
+__all__ = [
+    "INIT_PARAMS",
+    "GaussianMixtureEM",
+    "MixtureParams",
+    "EMRun",
+    "e_step",
+    "m_step",
+    "em_iteration",
+    "run_em",
+]
+
+logger = logging.getLogger("bayes_gmm")
+
+INIT_PARAMS = ("k-means++", "kmeans", "random", "random_from_data")
+
+_EPS = np.finfo(np.float64).eps
+# Floats per chunk temporary (K x chunk x max(D, 4)): ~4 MB, cache friendly.
+_CHUNK_FLOATS = 2**19
+
+
+@dataclass(frozen=True)
+class MixtureParams:
+    """Parameters of a Gaussian mixture in scikit-learn's conventions.
+
+    ``covariances`` and ``precisions_cholesky`` have the EM shape of
+    ``covariance_type`` (see :mod:`bayes_gmm._covariance`).
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    covariance_type: str
+
+    def shifted(self, center):
+        """The same mixture with means expressed relative to ``center``."""
+        return MixtureParams(
+            self.weights,
+            self.means - center,
+            self.covariances,
+            self.precisions_cholesky,
+            self.covariance_type,
+        )
+
+
+@dataclass
+class EMRun:
+    """What :func:`run_em` returns."""
+
+    params: MixtureParams
+    lower_bound: float
+    lower_bounds: list[float] = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+
+
+def _chunk_size(n_samples, n_components, n_features, chunk_size=None):
+    if chunk_size is not None:
+        return max(1, int(chunk_size))
+    per_row = n_components * max(n_features, 4)
+    return int(max(64, min(n_samples, _CHUNK_FLOATS // per_row)))
+
+
+def _chunks(n_samples, size):
+    for start in range(0, n_samples, size):
+        yield slice(start, min(start + size, n_samples))
+
+
+def _log_resp_chunk(xc, params, log_weights):
+    """Weighted log densities -> (log normaliser, responsibilities) in place."""
+    lp = log_gaussian_prob(
+        xc, params.means, params.precisions_cholesky, params.covariance_type
+    )
+    lp += log_weights
+    # log-sum-exp over components, normalised by the row maximum.
+    top = lp.max(axis=1, keepdims=True)
+    top[~np.isfinite(top)] = 0.0
+    lp -= top
+    np.exp(lp, out=lp)
+    total = lp.sum(axis=1, keepdims=True)
+    lp /= total
+    return (np.log(total) + top)[:, 0], lp
+
+
+class _Moments:
+    """Sufficient statistics of the M-step, accumulated chunk by chunk."""
+
+    def __init__(self, ct, n_components, n_features):
+        self.ct = ct
+        self.nk = np.zeros(n_components)
+        self.sx = np.zeros((n_components, n_features))
+        self.second = None
+
+    def add(self, xc, resp):
+        self.nk += resp.sum(axis=0)
+        self.sx += resp.T @ xc
+        m = self.ct.second_moments(xc, resp)
+        if m is not None:
+            self.second = m if self.second is None else self.second + m
+
+    def params(self, reg_covar, constant=None, center=None):
+        """New parameters (means relative to the centre of the chunks)."""
+        nk = self.nk + 10 * _EPS  # empty components keep a finite mean
+        means = self.sx / nk[:, None]
+        moments = self.second if constant is None else constant
+        cov = self.ct.covariances_from_moments(moments, nk, means, reg_covar)
+        pc = self.ct.precision_cholesky(cov, reg_covar)
+        return MixtureParams(nk / nk.sum(), means, cov, pc, self.ct.name)
+
+
+def _center(X):
+    return np.mean(X, axis=0) if X.shape[0] else np.zeros(X.shape[1])
+
+
+def _constant_moments(X, ct, center, size):
+    total = None
+    for s in _chunks(X.shape[0], size):
+        m = ct.constant_moments(X[s] - center)
+        if m is None:
+            return None
+        total = m if total is None else total + m
+    return total
+
+
+def e_step(X, params, *, chunk_size=None):
+    """Expectation step.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    params : MixtureParams
+        Current parameters.
+    chunk_size : int, optional
+        Rows per chunk; by default chosen to keep temporaries near 4 MB.
+
+    Returns
+    -------
+    log_norm : ndarray of shape (n_samples,)
+        ``log p(x_n)``, the log mixture density of each sample.
+    log_resp : ndarray of shape (n_samples, n_components)
+        Log responsibilities ``log p(z_n = k | x_n)``.
+    """
+    n, d = X.shape
+    k = params.weights.shape[0]
+    size = _chunk_size(n, k, d, chunk_size)
+    log_norm = np.empty(n)
+    log_resp = np.empty((n, k))
+    center = _center(X[: min(n, size)])
+    shifted = params.shifted(center)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    for s in _chunks(n, size):
+        log_norm[s], resp = _log_resp_chunk(X[s] - center, shifted, log_weights)
+        with np.errstate(divide="ignore"):
+            log_resp[s] = np.log(resp)
+    return log_norm, log_resp
+
+
+def m_step(X, resp, covariance_type, reg_covar, *, chunk_size=None):
+    """Maximisation step: weights, means and covariances from responsibilities.
+
+    .. math::
+
+        n_k = \\sum_n r_{nk},\\quad \\mu_k = \\frac{1}{n_k}\\sum_n r_{nk} x_n,\\quad
+        \\Sigma_k = \\frac{1}{n_k}\\sum_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^T
+        + \\text{reg\\_covar}\\, I
+
+    (pooled over components for ``tied``, the diagonal for ``diag``, its
+    mean for ``spherical``).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    resp : ndarray of shape (n_samples, n_components)
+        Responsibilities (rows summing to one).
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        The covariance type.
+    reg_covar : float
+        Added to the diagonal of every covariance.
+    chunk_size : int, optional
+        Rows per chunk.
+
+    Returns
+    -------
+    MixtureParams
+    """
+    ct = get_covariance_type(covariance_type)
+    n, d = X.shape
+    k = resp.shape[1]
+    size = _chunk_size(n, k, d, chunk_size)
+    center = _center(X)
+    acc = _Moments(ct, k, d)
+    for s in _chunks(n, size):
+        acc.add(X[s] - center, resp[s])
+    constant = _constant_moments(X, ct, center, size)
+    p = acc.params(reg_covar, constant)
+    return MixtureParams(
+        p.weights,
+        p.means + center,
+        p.covariances,
+        p.precisions_cholesky,
+        p.covariance_type,
+    )
+
+
+def em_iteration(X, params, reg_covar, *, center, constant=None, chunk_size=None):
+    """One EM iteration as a single pass over the data.
+
+    The E-step under ``params`` and the accumulation of the M-step statistics
+    happen chunk by chunk, so the data are read once per iteration.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    params : MixtureParams
+        Parameters with means relative to ``center``.
+    reg_covar : float
+        Covariance regularisation.
+    center : ndarray of shape (n_features,)
+        Origin of the working frame (the data mean, for accuracy).
+    constant : ndarray, optional
+        Precomputed statistics that do not change between iterations.
+    chunk_size : int, optional
+        Rows per chunk.
+
+    Returns
+    -------
+    mean_log_likelihood : float
+        Mean log-likelihood of ``X`` under ``params``.
+    new_params : MixtureParams
+        Parameters after the M-step (means relative to ``center``).
+    """
+    ct = get_covariance_type(params.covariance_type)
+    n, d = X.shape
+    k = params.weights.shape[0]
+    size = _chunk_size(n, k, d, chunk_size)
+    with np.errstate(divide="ignore"):
+        log_weights = np.log(params.weights)
+    acc = _Moments(ct, k, d)
+    total = 0.0
+    for s in _chunks(n, size):
+        xc = X[s] - center
+        log_norm, resp = _log_resp_chunk(xc, params, log_weights)
+        total += log_norm.sum()
+        acc.add(xc, resp)
+    return total / n, acc.params(reg_covar, constant)
+
+
+def run_em(
+    X,
+    params,
+    *,
+    tol=1e-3,
+    max_iter=100,
+    reg_covar=1e-6,
+    chunk_size=None,
+    callback=None,
+):
+    """Iterate EM from ``params`` until the mean log-likelihood settles.
+
+    Stops when the change of the mean log-likelihood between iterations is
+    below ``tol`` or after ``max_iter`` iterations (scikit-learn's rule: the
+    bound recorded at iteration ``t`` is that of the parameters going into
+    it, and the parameters returned are those after its M-step).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    params : MixtureParams
+        Starting parameters.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean log-likelihood.
+    max_iter : int, default=100
+        Maximum number of iterations.
+    reg_covar : float, default=1e-6
+        Covariance regularisation.
+    chunk_size : int, optional
+        Rows per chunk.
+    callback : callable, optional
+        Called as ``callback(n_iter, lower_bound)`` after every iteration.
+
+    Returns
+    -------
+    EMRun
+        Final parameters, last lower bound, its history, iterations and
+        whether it converged.
+    """
+    ct = get_covariance_type(params.covariance_type)
+    n, d = X.shape
+    size = _chunk_size(n, params.weights.shape[0], d, chunk_size)
+    center = _center(X)
+    constant = _constant_moments(X, ct, center, size)
+    current = params.shifted(center)
+    lower_bound = -np.inf
+    history = []
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        previous = lower_bound
+        lower_bound, current = em_iteration(
+            X, current, reg_covar, center=center, constant=constant, chunk_size=size
+        )
+        history.append(float(lower_bound))
+        if callback is not None:
+            callback(n_iter, lower_bound)
+        if abs(lower_bound - previous) < tol:
+            converged = True
+            break
+    return EMRun(
+        current.shifted(-center), float(lower_bound), history, n_iter, converged
+    )
+
+
+# --------------------------------------------------------------------------------
+# Initialisation
+# --------------------------------------------------------------------------------
+
+
+def _standardise(X):
+    """Scale-free copy of X used by every start (columns centred, unit sd)."""
+    sd = X.std(axis=0)
+    sd[sd <= 0] = 1.0
+    return (X - X.mean(axis=0)) / sd
+
+
+def _nearest(Z, centres):
+    """Hard assignment of rows of Z to their nearest centre (squared Euclid)."""
+    d2 = (
+        np.einsum("nd,nd->n", Z, Z)[:, None]
+        - 2.0 * Z @ centres.T
+        + np.einsum("kd,kd->k", centres, centres)[None, :]
+    )
+    return np.argmin(d2, axis=1)
+
+
+def _one_hot(labels, n_components):
+    resp = np.zeros((labels.shape[0], n_components))
+    resp[np.arange(labels.shape[0]), labels] = 1.0
+    return resp
+
+
+def _initial_resp(X, Z, n_components, init_params, rng):
+    """Responsibilities that start one EM run (all starts are scale-free)."""
+    n = X.shape[0]
+    if init_params == "kmeans":
+        from sklearn.cluster import KMeans
+
+        km = KMeans(n_clusters=n_components, n_init=1, random_state=seed_from(rng))
+        return _one_hot(km.fit(Z).labels_, n_components)
+    if init_params == "k-means++":
+        from sklearn.cluster import kmeans_plusplus
+
+        centres, _ = kmeans_plusplus(Z, n_components, random_state=seed_from(rng))
+        return _one_hot(_nearest(Z, centres), n_components)
+    if init_params == "random_from_data":
+        idx = rng.choice(n, size=n_components, replace=False)
+        return _one_hot(_nearest(Z, Z[idx]), n_components)
+    # "random": Dirichlet-like random soft responsibilities, as scikit-learn.
+    resp = rng.uniform(size=(n, n_components))
+    return resp / resp.sum(axis=1, keepdims=True)
+
+
+class GaussianMixtureEM(DensityMixin, BaseEstimator):
+    """Gaussian mixture fitted by expectation-maximisation.
+
+    A drop-in for :class:`sklearn.mixture.GaussianMixture` with the same
+    parameters and fitted attributes, plus ICL, a history of the
+    log-likelihood, scale-free starts and chunked, batched numerics.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components ``K``.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        ``full``: each component its own covariance; ``tied``: one shared
+        covariance; ``diag``: each its own diagonal covariance;
+        ``spherical``: each its own single variance.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean log-likelihood.
+    reg_covar : float, default=1e-6
+        Non-negative value added to the diagonal of every covariance, which
+        keeps collapsing components and constant columns positive definite.
+    max_iter : int, default=100
+        EM iterations per start.
+    n_init : int, default=1
+        Number of starts; the one with the highest final mean log-likelihood
+        is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}, \
+default="kmeans"
+        How a start is drawn. Every start works on a standardised copy of
+        the data, so it does not depend on the units of the features:
+        ``kmeans`` runs scikit-learn's ``KMeans`` (one k-means++ seeding) on
+        it, ``k-means++`` and ``random_from_data`` pick centres (by k-means++
+        or uniformly) and assign each point to the nearest one, ``random``
+        draws random soft responsibilities. Each start of ``n_init`` gets its
+        own seed, drawn from ``random_state``, so starts differ.
+    weights_init : array-like of shape (n_components,), default=None
+        Initial weights (overrides those of ``init_params``).
+    means_init : array-like of shape (n_components, n_features), default=None
+        Initial means.
+    precisions_init : array-like, default=None
+        Initial precision matrices (inverse covariances), in the shape of
+        ``covariance_type``: (K,), (D, D), (K, D) or (K, D, D).
+    warm_start : bool, default=False
+        Reuse the fitted parameters as the start of the next ``fit`` (and
+        then only one start is made).
+    random_state : int, Generator, RandomState or None, default=None
+        Seeds the starts and :meth:`sample`.
+    verbose : int, default=0
+        With ``verbose >= 1`` progress is logged at INFO level (logger
+        ``"bayes_gmm"``), otherwise at DEBUG level.
+    chunk_size : int, default=None
+        Rows processed at once; by default chosen to keep temporaries near
+        4 MB.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        Mixture weights.
+    means_ : ndarray of shape (n_components, n_features)
+        Component means.
+    covariances_ : ndarray
+        Covariances in the shape of ``covariance_type``.
+    precisions_ : ndarray
+        Inverse covariances, same shape.
+    precisions_cholesky_ : ndarray
+        Cholesky factors of the precisions (``P`` with ``P P^T`` the
+        precision), same shape.
+    converged_ : bool
+        Whether the best start converged.
+    n_iter_ : int
+        Iterations of the best start.
+    lower_bound_ : float
+        Mean log-likelihood of the best start at its last iteration.
+    lower_bounds_ : list of float
+        History of the mean log-likelihood of the best start.
+    init_lower_bounds_ : ndarray of shape (n_init,)
+        Final mean log-likelihood of every start (far-apart values mean
+        several local optima).
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` had string column names.
+
+    See Also
+    --------
+    GaussianMixtureBayes : the same model fitted by MCMC or ADVI.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayes_gmm import GaussianMixtureEM
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> gm = GaussianMixtureEM(n_components=2, random_state=0).fit(X)
+    >>> np.sort(gm.means_[:, 0]).round(3).tolist()
+    [1.0, 10.0]
+    >>> gm.predict([[0, 0], [12, 3]]).tolist() == gm.predict(X[[0, 3]]).tolist()
+    True
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+        chunk_size=None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+        self.chunk_size = chunk_size
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self, n_samples, n_features):
+        """Validate hyper-parameters; return checked copies of the inits."""
+        ct = get_covariance_type(self.covariance_type)
+        check_choice("init_params", self.init_params, INIT_PARAMS)
+        k = check_n_components(self.n_components, n_samples)
+        check_scalar("tol", self.tol, float, min_value=0.0)
+        check_scalar("reg_covar", self.reg_covar, float, min_value=0.0)
+        check_scalar("max_iter", self.max_iter, int, min_value=0)
+        check_scalar("n_init", self.n_init, int, min_value=1)
+        inits = {}
+        if self.weights_init is not None:
+            w = np.asarray(self.weights_init, dtype=float)
+            if w.shape != (k,):
+                raise ValueError(
+                    f"'weights_init' must have shape ({k},), got {w.shape}."
+                )
+            if np.any(w < 0) or not np.isclose(w.sum(), 1.0):
+                raise ValueError(
+                    "'weights_init' must be non-negative and sum to 1, got "
+                    f"sum {w.sum():.6g}, min {w.min():.6g}."
+                )
+            inits["weights"] = w
+        if self.means_init is not None:
+            m = np.asarray(self.means_init, dtype=float)
+            if m.shape != (k, n_features):
+                raise ValueError(
+                    f"'means_init' must have shape ({k}, {n_features}), got {m.shape}."
+                )
+            inits["means"] = m
+        if self.precisions_init is not None:
+            p = np.asarray(self.precisions_init, dtype=float)
+            shape = ct.shape(k, n_features)
+            if p.shape != shape:
+                raise ValueError(
+                    f"'precisions_init' for covariance_type={ct.name!r} must "
+                    f"have shape {shape}, got {p.shape}."
+                )
+            try:
+                inits["precisions_cholesky"] = ct.precision_cholesky_from_precisions(p)
+            except ValueError:
+                raise ValueError(
+                    "'precisions_init' must be symmetric positive definite."
+                ) from None
+            if not np.all(np.isfinite(inits["precisions_cholesky"])) or np.any(
+                p <= 0 if ct.name in ("diag", "spherical") else False
+            ):
+                raise ValueError("'precisions_init' must be positive.")
+        return k, ct, inits
+
+    # ------------------------------------------------------------------ starts
+    def _start(self, X, Z, k, ct, inits, rng):
+        """Parameters that begin one EM run."""
+        if len(inits) == 3:
+            pc = inits["precisions_cholesky"]
+            cov = ct.covariances_from_precision_cholesky(pc)
+            return MixtureParams(inits["weights"], inits["means"], cov, pc, ct.name)
+        resp = _initial_resp(X, Z, k, self.init_params, rng)
+        p = m_step(X, resp, ct.name, self.reg_covar, chunk_size=self.chunk_size)
+        weights = inits.get("weights", p.weights)
+        means = inits.get("means", p.means)
+        if "precisions_cholesky" in inits:
+            pc = inits["precisions_cholesky"]
+            cov = ct.covariances_from_precision_cholesky(pc)
+        else:
+            pc, cov = p.precisions_cholesky, p.covariances
+        return MixtureParams(weights, means, cov, pc, ct.name)
+
+    def _current_params(self):
+        return MixtureParams(
+            self.weights_,
+            self.means_,
+            self.covariances_,
+            self.precisions_cholesky_,
+            self.covariance_type,
+        )
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, X, y=None):
+        """Estimate the parameters by EM (``n_init`` starts, best kept).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data; a DataFrame's column names are kept.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : GaussianMixtureEM
+            The fitted estimator.
+        """
+        self.fit_predict(X, y)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return the most probable component of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Component labels.
+        """
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        X = check_data(self, X, reset=do_init, min_samples=2)
+        n, d = X.shape
+        k, ct, inits = self._check_parameters(n, d)
+        rng = check_random_state(self.random_state)
+        n_init = self.n_init if do_init else 1
+        level = logging.INFO if self.verbose else logging.DEBUG
+        Z = _standardise(X) if do_init and len(inits) < 3 else None
+
+        best = None
+        finals = []
+        for init in range(n_init):
+            if do_init:
+                start = self._start(X, Z, k, ct, inits, rng)
+            else:
+                start = self._current_params()
+
+            def progress(it, lb, init=init):
+                logger.log(
+                    level, "init %d, iteration %d: mean log-lik %.6f", init + 1, it, lb
+                )
+
+            run = run_em(
+                X,
+                start,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                reg_covar=self.reg_covar,
+                chunk_size=self.chunk_size,
+                callback=progress,
+            )
+            logger.log(
+                level,
+                "init %d of %d: %s after %d iterations, mean log-lik %.6f",
+                init + 1,
+                n_init,
+                "converged" if run.converged else "not converged",
+                run.n_iter,
+                run.lower_bound,
+            )
+            finals.append(run.lower_bound)
+            if best is None or run.lower_bound > best.lower_bound:
+                best = run
+        if not best.converged and self.max_iter > 0:
+            warn(
+                "Best performing initialization did not converge after "
+                f"max_iter={self.max_iter} iterations. Increase max_iter or tol, "
+                "try other starts, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_params_from(best.params)
+        self.converged_ = bool(best.converged)
+        self.n_iter_ = int(best.n_iter)
+        self.lower_bound_ = float(best.lower_bound)
+        self.lower_bounds_ = list(best.lower_bounds)
+        self.init_lower_bounds_ = np.asarray(finals)
+        # Final E-step, so that fit_predict(X) == fit(X).predict(X).
+        _, log_resp = e_step(X, best.params, chunk_size=self.chunk_size)
+        return log_resp.argmax(axis=1)
+
+    def _set_params_from(self, params):
+        ct = get_covariance_type(params.covariance_type)
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = ct.precisions(params.precisions_cholesky)
+
+    # ----------------------------------------------------------------- predict
+    def _validated(self, X):
+        check_is_fitted(self)
+        return check_data(self, X, reset=False)
+
+    def _e_step(self, X):
+        return e_step(X, self._current_params(), chunk_size=self.chunk_size)
+
+    def score_samples(self, X):
+        """Log mixture density of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+            ``log p(x_n)``.
+        """
+        return self._e_step(self._validated(X))[0]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per sample (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+            ``mean_n log p(x_n)``.
+        """
+        return float(self.score_samples(X).mean())
+
+    def predict_proba(self, X):
+        """Responsibilities: probability of each component for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_components)
+            ``p(z_n = k | x_n)``.
+        """
+        return np.exp(self._e_step(self._validated(X))[1])
+
+    def predict(self, X):
+        """Most probable component of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels.
+        """
+        return self._e_step(self._validated(X))[1].argmax(axis=1)
+
+    def sample(self, n_samples=1):
+        """Draw samples from the fitted mixture.
+
+        Labels are shuffled (scikit-learn returns them grouped by component).
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Samples.
+        y : ndarray of shape (n_samples,)
+            Component of each sample.
+        """
+        check_is_fitted(self)
+        n_samples = check_scalar("n_samples", n_samples, int, min_value=1)
+        rng = check_random_state(self.random_state)
+        return _sample_mixture(
+            rng, n_samples, self.weights_, self.means_, self._cholesky()
+        )
+
+    def _cholesky(self):
+        ct = get_covariance_type(self.covariance_type)
+        k, d = self.means_.shape
+        return ct.to_cholesky(self.covariances_, k, d, self.reg_covar)
+
+    # -------------------------------------------------------------- criteria
+    def n_parameters(self):
+        """Number of free parameters of the fitted model.
+
+        Returns
+        -------
+        int
+            Covariance parameters + ``K D`` means + ``K - 1`` weights.
+        """
+        check_is_fitted(self)
+        k, d = self.means_.shape
+        return n_parameters(self.covariance_type, k, d)
+
+    def aic(self, X):
+        """Akaike information criterion (lower is better).
+
+        .. math:: \\mathrm{AIC} = -2 \\log L + 2 p
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        float
+        """
+        X = self._validated(X)
+        return -2.0 * self._e_step(X)[0].sum() + 2.0 * self.n_parameters()
+
+    def bic(self, X):
+        """Bayesian information criterion (lower is better).
+
+        .. math:: \\mathrm{BIC} = -2 \\log L + p \\log n
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        float
+        """
+        X = self._validated(X)
+        log_like = self._e_step(X)[0].sum()
+        return -2.0 * log_like + self.n_parameters() * np.log(X.shape[0])
+
+    def icl(self, X):
+        """Integrated completed likelihood (lower is better, BIC's scale).
+
+        BIC penalised by the entropy of the hard classification
+        (Biernacki, Celeux and Govaert, 2000; the definition of mclust):
+
+        .. math:: \\mathrm{ICL} = \\mathrm{BIC} - 2 \\sum_n \\log \\tau_{n,\\hat z_n}
+
+        where :math:`\\tau_{nk}` are the responsibilities and
+        :math:`\\hat z_n` the most probable component. mclust reports
+        ``-ICL`` (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        float
+        """
+        X = self._validated(X)
+        log_norm, log_resp = self._e_step(X)
+        n = X.shape[0]
+        bic = -2.0 * log_norm.sum() + self.n_parameters() * np.log(n)
+        return bic - 2.0 * log_resp.max(axis=1).sum()
+
+
+def _sample_mixture(rng, n_samples, weights, means, chol):
+    """Draw (X, labels) from a mixture given canonical Cholesky factors."""
+    k, d = means.shape
+    labels = rng.choice(k, size=n_samples, p=weights / weights.sum())
+    z = rng.standard_normal((n_samples, d))
+    X = np.empty((n_samples, d))
+    for j in range(k):  # sampling, not EM: one matrix product per component
+        idx = np.flatnonzero(labels == j)
+        X[idx] = means[j] + z[idx] @ chol[j].T
+    return X, labels
