@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bayes_gmm._covariance import get_covariance_type, log_gaussian_prob, n_parameters
+from bayes_gmm._init import INIT_PARAMS, initial_resp, standardise
 from bayes_gmm._validation import (
     ConvergenceWarning,
     check_choice,
@@ -29,7 +30,6 @@ from bayes_gmm._validation import (
     check_n_components,
     check_random_state,
     check_scalar,
-    seed_from,
     warn,
 )
 
@@ -46,7 +46,6 @@ __all__ = [
 
 logger = logging.getLogger("bayes_gmm")
 
-INIT_PARAMS = ("k-means++", "kmeans", "random", "random_from_data")
 
 _EPS = np.finfo(np.float64).eps
 # Floats per chunk temporary (K x chunk x max(D, 4)): ~4 MB, cache friendly.
@@ -350,55 +349,6 @@ def run_em(
     )
 
 
-# --------------------------------------------------------------------------------
-# Initialisation
-# --------------------------------------------------------------------------------
-
-
-def _standardise(X):
-    """Scale-free copy of X used by every start (columns centred, unit sd)."""
-    sd = X.std(axis=0)
-    sd[sd <= 0] = 1.0
-    return (X - X.mean(axis=0)) / sd
-
-
-def _nearest(Z, centres):
-    """Hard assignment of rows of Z to their nearest centre (squared Euclid)."""
-    d2 = (
-        np.einsum("nd,nd->n", Z, Z)[:, None]
-        - 2.0 * Z @ centres.T
-        + np.einsum("kd,kd->k", centres, centres)[None, :]
-    )
-    return np.argmin(d2, axis=1)
-
-
-def _one_hot(labels, n_components):
-    resp = np.zeros((labels.shape[0], n_components))
-    resp[np.arange(labels.shape[0]), labels] = 1.0
-    return resp
-
-
-def _initial_resp(X, Z, n_components, init_params, rng):
-    """Responsibilities that start one EM run (all starts are scale-free)."""
-    n = X.shape[0]
-    if init_params == "kmeans":
-        from sklearn.cluster import KMeans
-
-        km = KMeans(n_clusters=n_components, n_init=1, random_state=seed_from(rng))
-        return _one_hot(km.fit(Z).labels_, n_components)
-    if init_params == "k-means++":
-        from sklearn.cluster import kmeans_plusplus
-
-        centres, _ = kmeans_plusplus(Z, n_components, random_state=seed_from(rng))
-        return _one_hot(_nearest(Z, centres), n_components)
-    if init_params == "random_from_data":
-        idx = rng.choice(n, size=n_components, replace=False)
-        return _one_hot(_nearest(Z, Z[idx]), n_components)
-    # "random": Dirichlet-like random soft responsibilities, as scikit-learn.
-    resp = rng.uniform(size=(n, n_components))
-    return resp / resp.sum(axis=1, keepdims=True)
-
-
 class GaussianMixtureEM(DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by expectation-maximisation.
 
@@ -587,7 +537,7 @@ default="kmeans"
             pc = inits["precisions_cholesky"]
             cov = ct.covariances_from_precision_cholesky(pc)
             return MixtureParams(inits["weights"], inits["means"], cov, pc, ct.name)
-        resp = _initial_resp(X, Z, k, self.init_params, rng)
+        resp = initial_resp(X, Z, k, self.init_params, rng)
         p = m_step(X, resp, ct.name, self.reg_covar, chunk_size=self.chunk_size)
         weights = inits.get("weights", p.weights)
         means = inits.get("means", p.means)
@@ -648,7 +598,7 @@ default="kmeans"
         rng = check_random_state(self.random_state)
         n_init = self.n_init if do_init else 1
         level = logging.INFO if self.verbose else logging.DEBUG
-        Z = _standardise(X) if do_init and len(inits) < 3 else None
+        Z = standardise(X) if do_init and len(inits) < 3 else None
 
         best = None
         finals = []
