@@ -1,0 +1,391 @@
+"""Tests of bayes_gmm.plots on the returned structure (Agg backend).
+
+Oracles: the covariance matrices built here from each type's EM shape and
+their eigen-decomposition (numpy.linalg.eigh), scikit-learn's
+predict_proba and score_samples on the same parameters, scipy's normal
+density, and the criteria table itself for the picked markers.
+"""
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.collections import PathCollection
+from matplotlib.container import ErrorbarContainer
+from matplotlib.patches import Ellipse
+from scipy.stats import norm
+from sklearn.mixture import GaussianMixture
+
+from bayes_gmm import GaussianMixtureEM, make_mixture
+from bayes_gmm.plots import (
+    ellipse_geometry,
+    plot_clusters,
+    plot_covariance_types,
+    plot_criteria,
+    plot_density,
+    plot_pairs,
+)
+from bayes_gmm.selection import fit_em_grid
+
+matplotlib.use("Agg")
+
+TYPES = ("full", "tied", "diag", "spherical")
+N = 150
+K = 3
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, _, _ = make_mixture(
+        N, K, 2, separation=5.0, weights=[0.6, 0.3, 0.1], random_state=2
+    )
+    return X
+
+
+@pytest.fixture(scope="module")
+def fits(data):
+    return {
+        t: GaussianMixtureEM(K, covariance_type=t, n_init=2, random_state=0).fit(data)
+        for t in TYPES
+    }
+
+
+@pytest.fixture(scope="module")
+def grid(data):
+    return fit_em_grid(data, [1, 2, 3], TYPES, n_init=1, random_state=0)
+
+
+def full_covariances(model):
+    """Oracle: (K, D, D) covariances written out per type, independently."""
+    cov = np.asarray(model.covariances_)
+    k, d = model.means_.shape
+    if model.covariance_type == "full":
+        return cov
+    if model.covariance_type == "tied":
+        return np.broadcast_to(cov, (k, d, d))
+    if model.covariance_type == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return cov[:, None, None] * np.eye(d)
+
+
+def sklearn_copy(model):
+    k, d = model.means_.shape
+    sk = GaussianMixture(k, covariance_type=model.covariance_type)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        setattr(sk, name, getattr(model, name))
+    sk.n_features_in_ = d
+    return sk
+
+
+def render(ax, tmp_path, name="fig.png"):
+    """Draw the figure to a PNG once, so a broken figure fails the test."""
+    fig = np.ravel(ax)[0].figure
+    path = tmp_path / name
+    fig.savefig(path, dpi=40)
+    assert path.stat().st_size > 1000
+
+
+def ellipse_to_cov(e: Ellipse, n_std: float) -> np.ndarray:
+    """The covariance an ellipse encodes: R diag(a^2, b^2) R^T."""
+    a = e.width / (2 * n_std)
+    b = e.height / (2 * n_std)
+    th = np.radians(e.angle)
+    r = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    return r @ np.diag([a**2, b**2]) @ r.T
+
+
+def ellipses(ax):
+    return [p for p in ax.patches if isinstance(p, Ellipse)]
+
+
+# ---------------------------------------------------------------- plot_clusters
+@pytest.mark.parametrize("ctype", TYPES)
+def test_plot_clusters_structure(fits, data, ctype):
+    model = fits[ctype]
+    ax = plot_clusters(model, data)
+    assert isinstance(ax, Axes)
+    assert len(ellipses(ax)) == K * 3
+    scatter = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(scatter) == 1
+    assert scatter[0].get_offsets().shape == (N, 2)
+    np.testing.assert_allclose(scatter[0].get_offsets(), data)
+
+
+def test_plot_clusters_renders(fits, data, tmp_path):
+    render(plot_clusters(fits["full"], data), tmp_path)
+
+
+@pytest.mark.parametrize("ctype", TYPES)
+def test_ellipses_encode_covariances(fits, data, ctype):
+    model = fits[ctype]
+    n_std = (1, 2.5)
+    ax = plot_clusters(model, data, n_std=n_std)
+    cov = full_covariances(model)
+    es = ellipses(ax)
+    assert len(es) == K * len(n_std)
+    for idx, e in enumerate(es):
+        c, s = divmod(idx, len(n_std))
+        np.testing.assert_allclose(e.center, model.means_[c], rtol=1e-12)
+        np.testing.assert_allclose(ellipse_to_cov(e, n_std[s]), cov[c], atol=1e-10)
+
+
+def test_ellipse_geometry_full_vs_eigh(fits):
+    model = fits["full"]
+    for c in range(K):
+        cov = model.covariances_[c]
+        evals, evecs = np.linalg.eigh(cov)
+        for n_std in (1, 2, 3):
+            w, h, angle = ellipse_geometry(cov, n_std)
+            np.testing.assert_allclose(w, 2 * n_std * np.sqrt(evals.max()), rtol=1e-12)
+            np.testing.assert_allclose(h, 2 * n_std * np.sqrt(evals.min()), rtol=1e-12)
+            major = evecs[:, np.argmax(evals)]
+            direction = np.array([np.cos(np.radians(angle)), np.sin(np.radians(angle))])
+            # same axis up to sign
+            np.testing.assert_allclose(abs(direction @ major), 1.0, atol=1e-12)
+
+
+def test_points_coloured_by_label_and_sized_by_certainty():
+    # overlapping components, so that certainty varies
+    data, _, _ = make_mixture(200, K, 2, separation=2.0, random_state=3)
+    model = GaussianMixtureEM(K, n_init=1, random_state=0).fit(data)
+    ax = plot_clusters(model, data)
+    sc = ax.collections[0]
+    colors = sc.get_facecolors()
+    sizes = sc.get_sizes()
+    resp = sklearn_copy(model).predict_proba(data)
+    labels = resp.argmax(axis=1)
+    for lab in range(K):
+        same = colors[labels == lab]
+        assert np.allclose(same, same[0])
+    firsts = [tuple(colors[labels == lab][0]) for lab in range(K)]
+    assert len(set(firsts)) == K
+    # larger certainty -> larger marker (monotone)
+    order = np.argsort(resp.max(axis=1))
+    assert np.all(np.diff(sizes[order]) >= -1e-12)
+    assert sizes[order[-1]] > sizes[order[0]]
+
+
+def test_opacity_grows_with_weight(fits, data):
+    model = fits["full"]
+    ax = plot_clusters(model, data, n_std=1)
+    alphas = np.array([e.get_edgecolor()[3] for e in ellipses(ax)])
+    heaviest, lightest = np.argmax(model.weights_), np.argmin(model.weights_)
+    assert alphas[heaviest] > alphas[lightest]
+
+
+def test_plot_clusters_on_given_axes_and_kwargs(fits, data):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    out = plot_clusters(
+        fits["diag"],
+        data,
+        ax=ax,
+        n_std=2,
+        scatter_kwargs={"s": 5.0},
+        ellipse_kwargs={"linestyle": "--"},
+    )
+    assert out is ax
+    assert np.all(ax.collections[0].get_sizes() == 5.0)
+    assert all(e.get_linestyle() == "--" for e in ellipses(ax))
+    assert len(ellipses(ax)) == K
+
+
+def test_plot_clusters_dataframe_names_and_feature_choice():
+    X, _, _ = make_mixture(120, 2, 3, random_state=4)
+    df = pd.DataFrame(X, columns=["alpha", "beta", "gamma"])
+    model = GaussianMixtureEM(2, n_init=1, random_state=0).fit(df)
+    ax = plot_clusters(model, df, features=("gamma", "alpha"))
+    assert ax.get_xlabel() == "gamma"
+    assert ax.get_ylabel() == "alpha"
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), X[:, [2, 0]])
+    # ellipses are the marginal covariances of (gamma, alpha)
+    cov = model.covariances_[:, [2, 0]][:, :, [2, 0]]
+    for c, e in enumerate(ellipses(ax)[::3]):
+        np.testing.assert_allclose(ellipse_to_cov(e, 1), cov[c], atol=1e-10)
+    # names also come from the fitted model when X is an array
+    ax2 = plot_clusters(model, X, features=(1, 2))
+    assert (ax2.get_xlabel(), ax2.get_ylabel()) == ("beta", "gamma")
+
+
+def test_plot_clusters_rejects_bad_input(fits, data):
+    one_d = GaussianMixtureEM(2, random_state=0).fit(data[:, :1])
+    with pytest.raises(ValueError, match="plot_density"):
+        plot_clusters(one_d, data[:, :1])
+    with pytest.raises(ValueError, match="Unknown feature"):
+        plot_clusters(fits["full"], data, features=("a", "b"))
+    with pytest.raises(ValueError, match="out of range"):
+        plot_clusters(fits["full"], data, features=(0, 5))
+
+
+# ------------------------------------------------------------------- plot_pairs
+def test_plot_pairs(tmp_path):
+    X, _, _ = make_mixture(120, 2, 3, random_state=5)
+    model = GaussianMixtureEM(2, n_init=1, random_state=0).fit(X)
+    axes = plot_pairs(model, X)
+    assert axes.shape == (3, 3)
+    for r in range(3):
+        for c in range(3):
+            if r == c:
+                assert len(ellipses(axes[r, c])) == 0
+                assert len(axes[r, c].patches) > 0  # histogram bars
+            else:
+                assert len(ellipses(axes[r, c])) == 2 * 3
+                np.testing.assert_allclose(
+                    axes[r, c].collections[0].get_offsets(), X[:, [c, r]]
+                )
+    assert axes[2, 0].get_xlabel() == "x0"
+    assert axes[1, 0].get_ylabel() == "x1"
+    render(axes, tmp_path)
+
+
+# -------------------------------------------------------- plot_covariance_types
+def test_plot_covariance_types_from_grid(grid, data, tmp_path):
+    axes = plot_covariance_types(data, grid)
+    assert len(axes) == 4
+    t = grid.table
+    for a, ctype in zip(axes, TYPES, strict=True):
+        sub = t[t["covariance_type"] == ctype]
+        k_best = int(sub.loc[sub["bic"].idxmin(), "n_components"])
+        assert a.get_title().startswith(f"{ctype}, K={k_best}")
+        assert len(ellipses(a)) == k_best * 3
+        assert a.collections[0].get_offsets().shape == (N, 2)
+    render(axes, tmp_path)
+
+
+def test_plot_covariance_types_fixed_k_and_dict(grid, fits, data):
+    axes = plot_covariance_types(data, grid, n_components=2)
+    assert [len(ellipses(a)) for a in axes] == [2 * 3] * 4
+    axes = plot_covariance_types(data, fits, n_std=1)
+    assert [a.get_title() for a in axes] == [f"{t}, K={K}" for t in TYPES]
+    assert [len(ellipses(a)) for a in axes] == [K] * 4
+    with pytest.raises(ValueError, match="pass n_components"):
+        plot_covariance_types(data, grid.fits)
+
+
+# ---------------------------------------------------------------- plot_criteria
+def lines_by_label(ax):
+    return {ln.get_label(): ln for ln in ax.get_lines() if ln.get_gid() != "pick"}
+
+
+def test_plot_criteria(grid):
+    t = grid.table
+    axes = plot_criteria(t)
+    assert len(axes) == 3
+    for a, crit in zip(axes, ("aic", "bic", "icl"), strict=True):
+        lines = lines_by_label(a)
+        assert set(lines) == set(TYPES)
+        for ctype, ln in lines.items():
+            sub = t[t["covariance_type"] == ctype].sort_values("n_components")
+            np.testing.assert_allclose(ln.get_xdata(), sub["n_components"])
+            np.testing.assert_allclose(ln.get_ydata(), sub[crit])
+        picks = [ln for ln in a.get_lines() if ln.get_gid() == "pick"]
+        assert len(picks) == 1
+        best = t.loc[t[crit].idxmin()]
+        assert picks[0].get_xdata()[0] == best["n_components"]
+        assert picks[0].get_ydata()[0] == best[crit]
+        assert best["covariance_type"] in picks[0].get_label()
+        assert a.get_xlabel() == "number of components K"
+        assert crit.upper() in a.get_ylabel()
+
+
+def test_plot_criteria_skips_failed_rows():
+    table = pd.DataFrame(
+        {
+            "covariance_type": ["full"] * 3 + ["diag"] * 3,
+            "n_components": [1, 2, 3] * 2,
+            "aic": [5.0, 3.0, np.nan, 6.0, 4.0, 2.0],
+            "bic": [5.0, 3.0, np.nan, 6.0, 4.0, 4.5],
+            "icl": [5.0, 3.0, np.nan, 6.0, 4.0, 4.5],
+        }
+    )
+    axes = plot_criteria(table)
+    full = lines_by_label(axes[1])["full"]
+    np.testing.assert_allclose(full.get_xdata(), [1, 2])
+    pick = [ln for ln in axes[0].get_lines() if ln.get_gid() == "pick"][0]
+    assert (pick.get_xdata()[0], pick.get_ydata()[0]) == (3, 2.0)
+
+
+def test_plot_criteria_elpd_panel(grid, tmp_path):
+    t = grid.table.copy()
+    rng = np.random.default_rng(0)
+    t["elpd_loo"] = -t["bic"] / 2 + rng.normal(size=len(t))
+    t["elpd_loo_se"] = rng.uniform(1, 3, size=len(t))
+    axes = plot_criteria(t)
+    assert len(axes) == 4
+    elpd_ax = axes[3]
+    containers = [c for c in elpd_ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(containers) == len(TYPES)
+    pick = [ln for ln in elpd_ax.get_lines() if ln.get_gid() == "pick"][0]
+    best = t.loc[t["elpd_loo"].idxmax()]
+    assert pick.get_ydata()[0] == best["elpd_loo"]
+    assert "higher" in elpd_ax.get_ylabel()
+    # without the se column there is no elpd panel
+    assert len(plot_criteria(t.drop(columns="elpd_loo_se"))) == 3
+    render(axes, tmp_path)
+
+
+def test_plot_criteria_errors(grid):
+    with pytest.raises(ValueError, match="none of the criteria"):
+        plot_criteria(grid.table[["covariance_type", "n_components"]])
+    with pytest.raises(ValueError, match="needs 3 Axes"):
+        import matplotlib.pyplot as plt
+
+        plot_criteria(grid.table, ax=plt.subplots(1, 2)[1])
+
+
+# ----------------------------------------------------------------- plot_density
+def test_plot_density_1d_against_scipy(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(-2, 0.5, 100), rng.normal(3, 1.0, 150)])
+    model = GaussianMixtureEM(2, n_init=2, random_state=0).fit(x[:, None])
+    ax = plot_density(model, x, grid_size=50)
+    lines = ax.get_lines()
+    assert len(lines) == 2 + 1  # components + mixture
+    mixture = [ln for ln in lines if ln.get_label() == "mixture density"][0]
+    grid = mixture.get_xdata()
+    sd = np.sqrt(model.covariances_[:, 0, 0])
+    comps = model.weights_ * norm.pdf(grid[:, None], model.means_[:, 0], sd)
+    np.testing.assert_allclose(mixture.get_ydata(), comps.sum(axis=1), rtol=1e-10)
+    for c, ln in enumerate(lines[:2]):
+        np.testing.assert_allclose(ln.get_ydata(), comps[:, c], rtol=1e-10)
+    # the histogram is a density: bar areas sum to one
+    bars = ax.patches
+    assert np.isclose(sum(b.get_width() * b.get_height() for b in bars), 1.0)
+    assert ax.get_ylabel() == "density"
+    render(ax, tmp_path)
+
+
+@pytest.mark.parametrize("ctype", TYPES)
+def test_plot_density_marginal_1d_of_2d_model(fits, data, ctype):
+    model = fits[ctype]
+    ax = plot_density(model, data, features=1, show_components=False, grid_size=40)
+    (line,) = ax.get_lines()
+    var = full_covariances(model)[:, 1, 1]
+    expect = (
+        model.weights_
+        * norm.pdf(line.get_xdata()[:, None], model.means_[:, 1], np.sqrt(var))
+    ).sum(axis=1)
+    np.testing.assert_allclose(line.get_ydata(), expect, rtol=1e-10)
+    assert ax.get_xlabel() == "x1"
+
+
+@pytest.mark.parametrize("ctype", ["full", "spherical"])
+def test_plot_density_2d_contours(fits, data, ctype, tmp_path):
+    model = fits[ctype]
+    df = pd.DataFrame(data, columns=["u", "v"])
+    ax = plot_density(model, df, grid_size=30)
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("u", "v")
+    if ctype == "full":
+        render(ax, tmp_path)
+    contours = [c for c in ax.collections if hasattr(c, "levels")]
+    assert len(contours) == 1
+    # top level = max of sklearn's log density over the same grid
+    lo, hi = data.min(axis=0), data.max(axis=0)
+    pad = 0.1 * (hi - lo)
+    gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 30)
+    gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 30)
+    xx, yy = np.meshgrid(gx, gy)
+    sk = sklearn_copy(model).score_samples(np.column_stack([xx.ravel(), yy.ravel()]))
+    np.testing.assert_allclose(max(contours[0].levels), sk.max(), rtol=1e-10)
