@@ -866,7 +866,8 @@ def relabel(
     -----
     ConvergenceWarning
         If the permutations still changed at the last of ``max_iter``
-        passes.
+        passes (``max_iter > 1``; a single pass is never called converged
+        and never warns).
 
     Examples
     --------
@@ -1145,6 +1146,17 @@ def _invariant_params(draws: _Draws) -> np.ndarray:
     )
 
 
+def _chains(indices):
+    if len(indices) == 1:
+        return f"Chain {indices[0]}"
+    return "Chains " + ", ".join(map(str, indices[:-1])) + f" and {indices[-1]}"
+
+
+def _pct(values):
+    lo, hi = float(np.min(values)), float(np.max(values))
+    return f"{lo:.0%}" if round(lo, 2) == round(hi, 2) else f"{lo:.0%}-{hi:.0%}"
+
+
 def _labels(perm):
     return ", ".join(str(int(i)) for i in perm)
 
@@ -1262,15 +1274,6 @@ def label_switching_check(
             )
         elif switch_rate[c] > SWITCH_RATE and ambiguous_share[c] > AMBIGUOUS_SHARE:
             chain_status.append("switching")
-            lines.append(
-                f"Chain {c} switches labels in a way relabelling cannot undo: "
-                f"its permutation changes at {switch_rate[c]:.0%} of steps and "
-                f"{ambiguous_share[c]:.0%} of its draws are about as close to a "
-                "relabelled reference as to the reference (components overlap). "
-                "Per-component summaries are unreliable; use fewer components, "
-                "an ordering constraint (order_means=), or label-invariant "
-                "quantities."
-            )
         elif not np.array_equal(modal[c], consensus) or switch_rate[c] > 0:
             chain_status.append("permuted")
             if not np.array_equal(modal[c], consensus):
@@ -1286,6 +1289,18 @@ def label_switching_check(
                 )
         else:
             chain_status.append("ok")
+    switching = [c for c, st in enumerate(chain_status) if st == "switching"]
+    if switching:
+        lines.append(
+            f"{_chains(switching)} switch{'es' if len(switching) == 1 else ''} "
+            "labels in a way relabelling cannot "
+            f"undo: the permutation changes at {_pct(switch_rate[switching])} of "
+            f"steps and {_pct(ambiguous_share[switching])} of the draws are about "
+            "as close to a relabelled reference as to the reference (components "
+            "overlap). Per-component summaries are unreliable; use fewer "
+            "components, an ordering constraint (order_means=), or "
+            "label-invariant quantities."
+        )
     if share_unmatched > UNMATCHED_SHARE:
         lines.append(
             f"{share_unmatched:.0%} of the draws still match a relabelling of the "
