@@ -1,0 +1,283 @@
+"""End-to-end tests of the ``bayes-gmm`` command (bayes_gmm.cli.main).
+
+Oracles: scikit-learn's BIC/AIC for the parameters of an independent
+GaussianMixtureEM fit with the seed the table records, the simulated truth
+(3 well-separated components), numpy's mean/std, and the closed-form change
+of the log-likelihood under scaling.
+"""
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.mixture import GaussianMixture
+
+from bayes_gmm import GaussianMixtureEM, make_mixture
+from bayes_gmm.cli import main
+
+TYPES = ("full", "tied", "diag", "spherical")
+FAST = ["--components", "1-3", "--n-init", "2", "--seed", "1", "-q"]
+# For tests of the plumbing only: two models, two figures.
+CHEAP = ["--components", "1-2", "--covariance", "full", "--n-init", "1", "-q"]
+
+
+def sklearn_copy(model):
+    k, d = model.means_.shape
+    sk = GaussianMixture(k, covariance_type=model.covariance_type)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        setattr(sk, name, getattr(model, name))
+    sk.n_features_in_ = d
+    return sk
+
+
+def run(argv):
+    """main(argv) with stdout/stderr captured: (status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main([str(a) for a in argv])
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sim():
+    X, y, truth = make_mixture(240, 3, 2, separation=7.0, random_state=11)
+    return X, truth
+
+
+@pytest.fixture(scope="module")
+def csv_path(sim, tmp_path_factory):
+    X, _ = sim
+    df = pd.DataFrame(X, columns=["a", "b"])
+    df["label"] = np.where(X[:, 0] > 0, "right", "left")  # a non-numeric column
+    path = tmp_path_factory.mktemp("data") / "data.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def result(csv_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "report"
+    status, stdout, stderr = run(
+        ["fit", csv_path, "--columns", "a,b", "--out", out, *FAST]
+    )
+    return status, stdout, stderr, out
+
+
+# ------------------------------------------------------------------ success
+def test_files_written(result):
+    status, stdout, stderr, out = result
+    assert status == 0, stderr
+    for name in (
+        "criteria.csv",
+        "summary.json",
+        "clusters.png",
+        "criteria.png",
+        "covariance_types.png",
+        "index.html",
+    ):
+        assert (out / name).is_file()
+        assert (out / name).stat().st_size > 0
+    for name in ("clusters.png", "criteria.png", "covariance_types.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert str(out / name) in stdout
+    # nothing left beside the output directory
+    assert [p.name for p in out.parent.iterdir()] == ["report"]
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+@pytest.mark.parametrize("ctype", TYPES)
+def test_csv_table_matches_independent_fit(result, sim, ctype, k):
+    X, _ = sim
+    table = pd.read_csv(result[3] / "criteria.csv")
+    row = table[(table["covariance_type"] == ctype) & (table["n_components"] == k)]
+    assert len(row) == 1
+    row = row.iloc[0]
+    model = GaussianMixtureEM(
+        k, covariance_type=ctype, n_init=2, random_state=int(row["random_state"])
+    ).fit(X)
+    sk = sklearn_copy(model)
+    np.testing.assert_allclose(row["bic"], sk.bic(X), rtol=1e-9)
+    np.testing.assert_allclose(row["aic"], sk.aic(X), rtol=1e-9)
+    np.testing.assert_allclose(row["log_likelihood"], sk.score(X) * len(X), rtol=1e-9)
+    resp = sk.predict_proba(X)
+    icl = sk.bic(X) - 2 * np.log(resp.max(axis=1)).sum()
+    np.testing.assert_allclose(row["icl"], icl, rtol=1e-9)
+    assert row["n_parameters"] == sk._n_parameters()
+
+
+def test_printed_table_and_pick(result):
+    status, stdout, _, _ = result
+    table = pd.read_csv(result[3] / "criteria.csv")
+    best = table.loc[table["bic"].idxmin()]
+    assert best["n_components"] == 3
+    assert f"BIC picks {best['covariance_type']}, K=3" in stdout
+    assert "AIC" in stdout and "ICL" in stdout and "log-lik" in stdout
+    # every row printed, with its BIC
+    for _, row in table.iterrows():
+        assert f"{row['bic']:.2f}" in stdout
+    assert "Not standardised" in stdout
+
+
+def test_summary_json_chosen_model_recovers_truth(result, sim):
+    _, truth = sim
+    summary = json.loads((result[3] / "summary.json").read_text())
+    assert summary["picks"]["bic"]["n_components"] == 3
+    assert summary["data"]["columns"] == ["a", "b"]
+    assert summary["data"]["standardized"] is False
+    assert summary["settings"]["n_components"] == [1, 2, 3]
+    means = np.asarray(summary["chosen_by_bic"]["means"])
+    for mu in truth.means:
+        assert np.min(np.linalg.norm(means - mu, axis=1)) < 0.5
+
+
+def test_html_report_sections(result):
+    text = (result[3] / "index.html").read_text()
+    for section in ("Data", "Model selection", "The model BIC chooses", "Figures"):
+        assert f"<h2>{section}</h2>" in text
+    assert text.count("data:image/png;base64,") == 3
+
+
+def test_demo_runs_on_old_faithful(tmp_path):
+    out = tmp_path / "demo"
+    status, stdout, stderr = run(["demo", *CHEAP[:-1], "--out", out])
+    assert status == 0, stderr
+    assert "Old Faithful" in stdout and "272 rows" in stdout
+    assert "[2/2] full" in stderr  # progress lines
+    assert (out / "clusters.png").is_file()
+    assert not (out / "covariance_types.png").exists()  # one type only
+
+
+def test_standardize_is_stated_and_exact(csv_path, sim, tmp_path):
+    X, _ = sim
+    out = tmp_path / "std"
+    argv = ["fit", csv_path, "--columns", "a,b", "--components", "1", "--standardize"]
+    status, stdout, stderr = run([*argv, "--covariance", "full", "--out", out, "-q"])
+    assert status == 0, stderr
+    assert "Standardised" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    np.testing.assert_allclose(list(summary["data"]["center"].values()), X.mean(axis=0))
+    np.testing.assert_allclose(list(summary["data"]["scale"].values()), X.std(axis=0))
+    # one Gaussian: dividing column j by sd_j adds n * sum_j log sd_j to log L
+    raw = GaussianMixture(1, covariance_type="full").fit(X).score(X) * len(X)
+    table = pd.read_csv(out / "criteria.csv")
+    expected = raw + len(X) * np.log(X.std(axis=0)).sum()
+    np.testing.assert_allclose(table["log_likelihood"], expected, rtol=1e-6)
+
+
+# ---------------------------------------------------------------- bad input
+def write(tmp_path, text, name="bad.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BAD_CASES = {
+    "missing file": (lambda tmp, csv: ["fit", tmp / "nope.csv"], "file not found"),
+    "non-numeric column": (lambda tmp, csv: ["fit", csv], "non-numeric column(s)"),
+    "non-numeric selected": (
+        lambda tmp, csv: ["fit", csv, "--columns", "a,label"],
+        "'label'",
+    ),
+    "nan row": (
+        lambda tmp, csv: ["fit", write(tmp, "x,y\n1,2\n3,\n5,6\n7,8\n")],
+        "column 'y' has a missing value (NaN) at data row 1 (line 3",
+    ),
+    "too few rows": (
+        lambda tmp, csv: ["fit", write(tmp, "x,y\n1,2\n3,4\n5,7\n7,8\n")],
+        "4 rows, fewer than the 6 components",
+    ),
+    "unknown column": (
+        lambda tmp, csv: ["fit", csv, "--columns", "a,zz"],
+        "unknown column(s) ['zz']",
+    ),
+    "bad components": (
+        lambda tmp, csv: ["fit", csv, "--columns", "a,b", "--components", "1-x"],
+        "bad --components",
+    ),
+    "zero components": (
+        lambda tmp, csv: ["fit", csv, "--columns", "a,b", "--components", "0-2"],
+        ">= 1",
+    ),
+    "bad covariance": (
+        lambda tmp, csv: ["fit", csv, "--columns", "a,b", "--covariance", "ful"],
+        "valid types are ['diag', 'full', 'spherical', 'tied']",
+    ),
+    "empty file": (lambda tmp, csv: ["fit", write(tmp, "")], "is empty"),
+    "header only": (lambda tmp, csv: ["fit", write(tmp, "x,y\n")], "no data rows"),
+    "no data argument": (lambda tmp, csv: ["fit"], "required"),
+    "out is a file": (
+        lambda tmp, csv: [
+            "fit",
+            csv,
+            "--columns",
+            "a,b",
+            "--out",
+            write(tmp, "x", "f"),
+        ],
+        "is not a directory",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CASES))
+def test_bad_input_exits_2_with_one_error_line(case, csv_path, tmp_path):
+    make_argv, message = BAD_CASES[case]
+    argv = [*make_argv(tmp_path, csv_path)]
+    if "--out" not in argv and len(argv) > 1:
+        argv += ["--out", tmp_path / "out"]
+    status, stdout, stderr = run([*argv, "-q"] if len(argv) > 1 else argv)
+    assert status == 2
+    assert stderr.startswith("error:")
+    assert stderr.count("\n") == 1, stderr
+    assert message in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_to_replace_an_unrelated_directory(csv_path, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    status, _, stderr = run(["fit", csv_path, "--columns", "a,b", "--out", out, *CHEAP])
+    assert status == 2
+    assert "not a bayes-gmm report directory" in stderr
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+# ------------------------------------------------------ nothing half-written
+def test_failure_midway_leaves_nothing(csv_path, tmp_path, monkeypatch):
+    import bayes_gmm.plots
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("figure exploded")
+
+    monkeypatch.setattr(bayes_gmm.plots, "plot_criteria", broken)
+    out = tmp_path / "report"
+    status, _, stderr = run(["fit", csv_path, "--columns", "a,b", "--out", out, *CHEAP])
+    assert status == 1
+    assert stderr.startswith(
+        "error: unexpected failure (RuntimeError: figure exploded)"
+    )
+    assert list(tmp_path.iterdir()) == []  # no report, no temporary directory
+
+
+def test_failure_midway_keeps_the_previous_report(csv_path, tmp_path, monkeypatch):
+    out = tmp_path / "report"
+    argv = ["fit", csv_path, "--columns", "a,b", "--out", out, *CHEAP]
+    assert run(argv)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    import bayes_gmm.report
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(bayes_gmm.report, "write_report", broken)
+    status, _, stderr = run(argv)
+    assert status == 1
+    assert "disk full" in stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
