@@ -217,7 +217,8 @@ class RelabelRecord:
     converged : bool
         Whether the last pass left every permutation unchanged.
     pivot : MixturePivot
-        The final reference: the posterior mean of the relabelled draws.
+        The posterior mean of the relabelled draws (covariances in the EM
+        shape of the type).
     method : str
         ``"pivot"`` (:func:`relabel`) or ``"order_by"`` (:func:`order_by`).
     covariance_type : str or None
@@ -626,6 +627,14 @@ class _DrawFactors:
     log_det: np.ndarray  # (S, K) log det Sigma
     xlogx: np.ndarray  # (S, K) w log w
 
+    def permuted(self, perms):
+        """The factors of the draws relabelled by ``perms`` of shape (S, K)."""
+        return _DrawFactors(
+            _take_components(self.sigma, perms),
+            _take_components(self.log_det, perms),
+            _take_components(self.xlogx, perms),
+        )
+
 
 def _draw_factors(draws: _Draws, ct) -> _DrawFactors:
     s, k, d = draws.means.shape
@@ -657,7 +666,25 @@ class _PivotFactors:
     white_means: np.ndarray  # (K, D)  L_k^{-1} mu_k
 
 
-def _pivot_factors(pivot: MixturePivot, ct) -> _PivotFactors:
+def _pivot_factors(weights, means, chol) -> _PivotFactors:
+    """Reference-side terms from weights (K,), means (K, D), factors (K, D, D)."""
+    d = means.shape[1]
+    eye = np.broadcast_to(np.eye(d), chol.shape)
+    # L_k^{-1} by triangular solves against the reference's K factors only.
+    inv = scipy.linalg.solve_triangular(chol, eye, lower=True, check_finite=False)
+    precision = np.swapaxes(inv, -1, -2) @ inv
+    log_det = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+    weights = weights / weights.sum()
+    return _PivotFactors(
+        inv,
+        precision,
+        log_det,
+        np.log(np.maximum(weights, _TINY)),
+        np.einsum("kab,kb->ka", inv, means),
+    )
+
+
+def _factors_of_pivot(pivot: MixturePivot, ct) -> _PivotFactors:
     k, d = pivot.n_components, pivot.n_features
     try:
         chol = np.asarray(ct.to_cholesky(pivot.covariances, k, d))
@@ -665,19 +692,26 @@ def _pivot_factors(pivot: MixturePivot, ct) -> _PivotFactors:
         raise ValueError(
             "the pivot's covariances are not positive definite (or not positive)."
         ) from None
-    eye = np.broadcast_to(np.eye(d), chol.shape)
-    # L_k^{-1} by triangular solves against the pivot's K factors only.
-    inv = scipy.linalg.solve_triangular(chol, eye, lower=True, check_finite=False)
-    precision = np.swapaxes(inv, -1, -2) @ inv
-    log_det = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
-    weights = pivot.weights / pivot.weights.sum()
-    return _PivotFactors(
-        inv,
-        precision,
-        log_det,
-        np.log(np.maximum(weights, _TINY)),
-        np.einsum("kab,kb->ka", inv, pivot.means),
-    )
+    return _pivot_factors(pivot.weights, pivot.means, chol)
+
+
+def _matched_factors(draws: _Draws, dfac: _DrawFactors) -> _PivotFactors:
+    """The mixture closest to the (relabelled) draws in the relabelling cost.
+
+    Minimising ``sum_s C_s`` over the reference, with the draws' labels fixed,
+    is moment matching: weights are the posterior mean weights, and each
+    component is the weight-weighted average of the draws' Gaussians, i.e.
+    mean ``sum_s w_sk mu_sk / W_k`` and covariance ``sum_s w_sk (Sigma_sk +
+    (mu_sk - mu_k)(mu_sk - mu_k)^T) / W_k`` (a full matrix for every type).
+    """
+    w = draws.weights  # (S, K)
+    total = np.maximum(w.sum(axis=0), _TINY)  # W_k
+    means = np.einsum("sk,skd->kd", w, draws.means) / total[:, None]
+    diff = draws.means - means
+    scatter = np.einsum("sk,ska,skb->kab", w, diff, diff)
+    cov = (np.einsum("sk,skab->kab", w, dfac.sigma) + scatter) / total[:, None, None]
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    return _pivot_factors(w.mean(axis=0), means, np.linalg.cholesky(cov))
 
 
 def _cost(draws: _Draws, dfac: _DrawFactors, pfac: _PivotFactors) -> np.ndarray:
@@ -781,9 +815,20 @@ def relabel(
     For each draw ``s`` the permutation ``p`` of its components that
     minimises the cost below is found (an assignment problem); it is applied
     to every variable with a ``component`` dimension. The pivot is then
-    replaced by the posterior mean of the relabelled draws and the
+    refined to the posterior mean of the relabelled draws and the
     assignment repeated, until no draw's permutation changes or ``max_iter``
     passes have run. Each pass starts from the original draws.
+
+    **Refinement.** The refined reference is the mixture closest to the
+    relabelled draws in the cost below, which is moment matching: the
+    posterior mean weights; for each component the weight-weighted
+    posterior mean of its means, and as covariance the weight-weighted
+    posterior mean of its covariances plus the posterior spread of its
+    means (kept as a full matrix for every type). Both steps then lower the
+    same total cost, so the passes are a coordinate descent that cannot
+    cycle. (The plain posterior mean, which the record reports as
+    ``pivot``, does not have that property: with it, draws near a tie could
+    flip back and forth forever.)
 
     **Cost.** The cost of relabelling draw :math:`\theta^{(s)}` by ``p`` is
     the Kullback-Leibler divergence of its *complete-data* distribution
@@ -854,7 +899,8 @@ def relabel(
     record : RelabelRecord
         The permutations (``relabelled[c, s, j] = original[c, s,
         permutations[c, s, j]]``), the share of draws permuted per chain,
-        the number of passes, whether they converged, and the final pivot.
+        the number of passes, whether they converged, and as ``pivot`` the
+        posterior mean of the relabelled draws (EM shapes).
 
     Raises
     ------
@@ -902,17 +948,28 @@ def relabel(
     _check_pivot(pivot, ct, k, d)
     dfac = _draw_factors(draws, ct)
 
+    # Coordinate descent on the total cost: assign every draw (optimal for
+    # the reference), then move the reference to the mixture closest to the
+    # relabelled draws (optimal for the assignment). Neither step can raise
+    # the total, so the passes settle; stop when no permutation changes.
+    reference = _factors_of_pivot(pivot, ct)
+    rows = np.arange(draws.weights.shape[0])[:, None]
     perms = None
+    previous = np.inf
     converged = False
     n_iter = 0
     for n_iter in range(1, max_iter + 1):  # noqa: B007 - n_iter is reported
-        cost = _cost(draws, dfac, _pivot_factors(pivot, ct))
+        cost = _cost(draws, dfac, reference)
         new = _best_permutations(cost)
-        pivot = draws.permuted(new).mean_pivot()
-        if perms is not None and np.array_equal(new, perms):
+        total = float(cost[rows, new, np.arange(k)].sum())
+        reference = _matched_factors(draws.permuted(new), dfac.permuted(new))
+        if perms is not None and (
+            np.array_equal(new, perms)
+            or total >= previous - 1e-12 * abs(previous)  # only ties moved
+        ):
             converged = True
             break
-        perms = new
+        perms, previous = new, total
     perms = new.reshape(draws.n_chain, draws.n_draw, k)
     if not converged and max_iter > 1:
         warn(
@@ -922,6 +979,7 @@ def relabel(
             "reduce n_components.",
             ConvergenceWarning,
         )
+    pivot = draws.permuted(new.reshape(-1, k)).mean_pivot()
     chain, draw = _sample_coords(ds, draws.n_chain, draws.n_draw)
     record = RelabelRecord(
         permutations=perms,
@@ -1062,8 +1120,8 @@ class LabelSwitchingCheck:
         Fraction of consecutive draws whose permutation differs.
     ambiguous_share : ndarray of shape (n_chains,)
         Fraction of draws for which swapping two labels costs less than the
-        draw's whole distance (KL) to the pivot: the labels of such draws
-        are not identified.
+        draw's whole distance (KL) to the reference: the labels of such
+        draws are not identified.
     distance : ndarray of shape (n_chains,)
         Largest ``|chain mean - median of chain means| / within-chain sd``
         over all relabelled scalars (weights, means, covariance entries).
@@ -1076,7 +1134,7 @@ class LabelSwitchingCheck:
         Each chain's most frequent permutation.
     share_unmatched : float
         Fraction of the given (relabelled) draws whose best match to the
-        pivot is not the identity; 0 for a converged relabelling.
+        reference is not the identity; 0 for a converged relabelling.
     thresholds : dict
         The thresholds used.
     message : str
@@ -1184,8 +1242,10 @@ def label_switching_check(
       The permutation changes at more than ``SWITCH_RATE = 1%`` of steps
       *and* more than ``AMBIGUOUS_SHARE = 10%`` of the draws are ambiguous:
       swapping two of their labels costs less (in the KL cost of
-      :func:`relabel`) than their whole distance to the pivot, so the
-      components overlap and their labels are not identified. Status
+      :func:`relabel`) than their whole distance to the reference (the
+      mixture closest to the relabelled draws, which :func:`relabel`
+      converges to), so the components overlap at the resolution of the
+      posterior and their labels are not identified. Status
       ``"switching"``.
 
     Parameters
@@ -1214,7 +1274,7 @@ def label_switching_check(
             f"record must be a RelabelRecord or None, got {type(record).__name__}."
         )
     draws = _extract(ds, ct.dims, "label_switching_check")
-    k, d = draws.n_components, draws.n_features
+    k = draws.n_components
     perms = np.asarray(record.permutations)
     if perms.shape != (draws.n_chain, draws.n_draw, k):
         raise ValueError(
@@ -1222,14 +1282,12 @@ def label_switching_check(
             f"posterior has (chain, draw, component) = "
             f"{(draws.n_chain, draws.n_draw, k)}."
         )
-    pivot = record.pivot
-    if record.method != "pivot" or pivot.covariances.shape != tuple(ct.shape(k, d)):
-        pivot = draws.mean_pivot()
-    _check_pivot(pivot, ct, k, d)
     n_chain, n_draw = draws.n_chain, draws.n_draw
 
-    # Within-chain switching and ambiguity of the relabelled draws.
-    cost = _cost(draws, _draw_factors(draws, ct), _pivot_factors(pivot, ct))
+    # Within-chain switching and ambiguity of the relabelled draws, against
+    # the reference relabel() converges to: the mixture closest to them.
+    dfac = _draw_factors(draws, ct)
+    cost = _cost(draws, dfac, _matched_factors(draws, dfac))
     diag = np.diagonal(cost, axis1=1, axis2=2)  # (S, K)
     best = diag.sum(axis=1)
     if k > 1:
@@ -1271,6 +1329,11 @@ def label_switching_check(
                 f"{invariant_distance[c]:.1f} sd), so it is not a relabelling of "
                 "them. Remedy: tune and draw longer, start every chain from the "
                 "EM fit, or check whether fewer components fit as well."
+                + (
+                    " (With two chains, which of them is off cannot be told.)"
+                    if n_chain == 2
+                    else ""
+                )
             )
         elif switch_rate[c] > SWITCH_RATE and ambiguous_share[c] > AMBIGUOUS_SHARE:
             chain_status.append("switching")
