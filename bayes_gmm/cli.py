@@ -500,7 +500,7 @@ def _write_figures(tmp: Path, df: pd.DataFrame, grid, picks, units: str) -> dict
 # ----------------------------------------------------------------------- main
 def _run(args, out_stream, err_stream) -> int:
     t_start = time.perf_counter()
-    out = Path(args.out)
+    out = Path(os.path.abspath(os.path.expanduser(args.out)))
     _check_out(out)
     df, source = _load(args)
     settings = _settings(args, df.shape[0])

@@ -62,6 +62,9 @@ CRITERIA: dict[str, str] = {
     "elpd_waic": "max",
 }
 
+#: Relative tolerance under which two criterion values are a tie.
+_TIE_RTOL = 1e-9
+
 #: The criteria an EM grid computes, in the order they are reported.
 EM_CRITERIA = ("aic", "bic", "icl")
 
@@ -96,8 +99,10 @@ def best_row(table: pd.DataFrame, criterion: str) -> tuple[str, int]:
     Returns
     -------
     tuple of (str, int)
-        The picked model; ties go to the first row (the simpler model when
-        the table is sorted by K).
+        The picked model. Values equal up to a relative 1e-9 (such as the
+        identical full, diag and spherical fits of one-dimensional data)
+        are ties, resolved in favour of fewer parameters, then of the first
+        row.
 
     Raises
     ------
@@ -114,11 +119,20 @@ def best_row(table: pd.DataFrame, criterion: str) -> tuple[str, int]:
             f"The table has no {criterion!r} column; its criteria are "
             f"{sorted(c for c in table.columns if c in CRITERIA)}."
         )
-    values = pd.to_numeric(table[criterion], errors="coerce")
-    if values.notna().sum() == 0:
+    values = pd.to_numeric(table[criterion], errors="coerce").to_numpy(dtype=float)
+    finite = np.isfinite(values)
+    if not finite.any():
         raise ValueError(f"No model in the table has a finite {criterion!r}.")
-    idx = values.idxmin() if CRITERIA[criterion] == "min" else values.idxmax()
-    row = table.loc[idx]
+    sign = 1.0 if CRITERIA[criterion] == "min" else -1.0
+    score = np.where(finite, sign * values, np.inf)
+    best = score.min()
+    # Equal up to rounding (e.g. full, diag and spherical in one dimension):
+    # the model with fewer parameters, then the first in the table.
+    tied = np.flatnonzero(score <= best + _TIE_RTOL * max(1.0, abs(best)))
+    if "n_parameters" in table.columns and len(tied) > 1:
+        n_par = pd.to_numeric(table["n_parameters"], errors="coerce").to_numpy()
+        tied = tied[np.argsort(n_par[tied], kind="stable")]
+    row = table.iloc[tied[0]]
     return str(row["covariance_type"]), int(row["n_components"])
 
 

@@ -260,3 +260,26 @@ def test_parse_components(spec, expected):
 def test_parse_components_rejects(spec):
     with pytest.raises(ValueError, match="components|>= 1"):
         parse_components(spec)
+
+
+def test_best_row_ties_go_to_fewer_parameters_then_first_row():
+    table = pd.DataFrame(
+        {
+            "covariance_type": ["full", "diag", "spherical", "tied"],
+            "n_components": [3, 3, 3, 2],
+            "n_parameters": [8, 8, 8, 5],
+            "bic": [100.0, 100.0 - 1e-10, 100.0, 100.0 + 1e-10],
+        }
+    )
+    assert best_row(table, "bic") == ("tied", 2)
+    assert best_row(table.iloc[:3], "bic") == ("full", 3)
+
+
+def test_one_dimensional_data_pick_is_not_decided_by_rounding():
+    # In 1-D, full, diag and spherical are the same model.
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(0, 1, 100), rng.normal(8, 1, 100)])[:, None]
+    grid = fit_em_grid(
+        x, [1, 2, 3], ("spherical", "diag", "full"), n_init=2, random_state=0
+    )
+    assert grid.best("bic") == ("spherical", 2)
