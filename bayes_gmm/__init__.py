@@ -5,6 +5,7 @@ and scikit-learn; the Bayesian side (PyMC, ArviZ) is imported lazily on first
 use, so ``import bayes_gmm`` stays fast.
 """
 
+import logging
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
@@ -17,8 +18,24 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
-# name -> module for the lazily imported (PyMC/ArviZ) side.
-_LAZY = {}
+logging.getLogger("bayes_gmm").addHandler(logging.NullHandler())
+
+# name -> module for the lazily imported side (PyMC, ArviZ, pandas, matplotlib).
+_LAZY = {
+    "GaussianMixtureBayes": "bayes_gmm.bayes",
+    "MixtureResult": "bayes_gmm.result",
+    "Priors": "bayes_gmm.model",
+    "build_model": "bayes_gmm.model",
+    "relabel": "bayes_gmm.relabel",
+    "waic": "bayes_gmm.result",
+    "EMGrid": "bayes_gmm.selection",
+    "fit_em_grid": "bayes_gmm.selection",
+    "plot_clusters": "bayes_gmm.plots",
+    "plot_covariance_types": "bayes_gmm.plots",
+    "plot_criteria": "bayes_gmm.plots",
+    "plot_density": "bayes_gmm.plots",
+    "plot_pairs": "bayes_gmm.plots",
+}
 
 __all__ = [
     "BayesGMMWarning",

@@ -91,6 +91,17 @@ class CovarianceType:
 
     name: str = ""
     dims: tuple[str, ...] = ()
+    #: whether the Cholesky factors are diagonal (diag, spherical)
+    diagonal: bool = False
+
+    def standardising_scale(self, sd):
+        """Per-feature scale that standardises data without changing the type.
+
+        Per-feature standard deviations for every type but ``spherical``,
+        whose covariance must stay a multiple of the identity in data units
+        and so gets one common scale (the geometric mean).
+        """
+        return np.asarray(sd, dtype=float)
 
     # --- the table ---------------------------------------------------------
     def shape(self, n_components, n_features):
@@ -229,8 +240,9 @@ class _Tied(CovarianceType):
         return n_features * (n_features + 1) // 2
 
     def to_cholesky(self, covariances, n_components, n_features, reg_covar=None):
-        chol = _cholesky(covariances, reg_covar)
-        return np.broadcast_to(chol, (n_components, *chol.shape))
+        chol = _cholesky(covariances, reg_covar)  # (..., D, D) -> (..., K, D, D)
+        shape = (*chol.shape[:-2], n_components, *chol.shape[-2:])
+        return np.broadcast_to(chol[..., None, :, :], shape)
 
     def from_cholesky(self, chol):
         # All components share it: take the first.
@@ -278,6 +290,7 @@ class _Tied(CovarianceType):
 class _Diag(CovarianceType):
     name = "diag"
     dims = ("component", "feature")
+    diagonal = True
 
     def shape(self, n_components, n_features):
         return (n_components, n_features)
@@ -327,6 +340,11 @@ class _Diag(CovarianceType):
 class _Spherical(CovarianceType):
     name = "spherical"
     dims = ("component",)
+    diagonal = True
+
+    def standardising_scale(self, sd):
+        sd = np.asarray(sd, dtype=float)
+        return np.full_like(sd, np.exp(np.mean(np.log(sd))))
 
     def shape(self, n_components, n_features):
         return (n_components,)

@@ -1,0 +1,797 @@
+"""GaussianMixtureBayes: the Bayesian mixture fitted by NUTS or variational inference.
+
+``fit`` validates the data, fits EM (the start of every chain and the pivot
+of relabelling), builds the PyMC model (:func:`bayes_gmm.model.build_model`),
+runs inference, relabels the draws and wraps everything in one DataTree
+(:class:`bayes_gmm.result.MixtureResult`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import time
+from collections import OrderedDict
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted
+
+from bayes_gmm._covariance import get_covariance_type
+from bayes_gmm._validation import (
+    ConvergenceWarning,
+    check_choice,
+    check_data,
+    check_n_components,
+    check_random_state,
+    check_scalar,
+    seed_from,
+    warn,
+)
+from bayes_gmm.em import GaussianMixtureEM
+from bayes_gmm.model import Priors, build_model, initial_point
+from bayes_gmm.result import MixtureResult
+
+__all__ = ["GaussianMixtureBayes", "METHODS", "SAMPLERS"]
+
+logger = logging.getLogger("bayes_gmm")
+
+METHODS = ("advi", "fullrank_advi", "nuts")
+SAMPLERS = ("blackjax", "numpyro", "nutpie", "pymc")
+_PARAMS = ("weights", "means", "covariances")
+# Jitter of the EM start, in the model's standardised unconstrained space.
+_JITTER_SD = 0.05
+# Compiled nutpie models, reused across fits whose shapes and priors agree.
+_COMPILED = OrderedDict()
+_COMPILED_MAX = 8
+
+
+def _version():
+    from bayes_gmm import __version__
+
+    return __version__
+
+
+def _has(module):
+    return importlib.util.find_spec(module) is not None
+
+
+class GaussianMixtureBayes(DensityMixin, BaseEstimator):
+    """Bayesian Gaussian mixture: PyMC model fitted by NUTS or ADVI.
+
+    The model (see :func:`bayes_gmm.build_model` for the priors and their
+    formulas) has Dirichlet weights, Normal means and LKJ-Cholesky (``full``,
+    ``tied``) or HalfNormal-scale (``diag``, ``spherical``) covariances,
+    scaled to the data; the assignments are marginalised out. Chains start
+    at an EM fit (jittered), and draws are relabelled to undo label
+    switching, so R-hat and summaries are meaningful.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of components.
+    covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
+        Covariance structure.
+    priors : Priors, optional
+        Prior hyper-parameters; :class:`Priors` defaults if None.
+    method : {"nuts", "advi", "fullrank_advi"}, default="nuts"
+        Inference: MCMC with NUTS, or mean-field / full-rank ADVI.
+    draws : int, default=1000
+        Posterior draws per chain (for ADVI: draws from the approximation).
+    tune : int, default=1000
+        NUTS warm-up iterations per chain.
+    chains : int, default=4
+        NUTS chains.
+    target_accept : float, default=0.9
+        NUTS target acceptance rate.
+    sampler : {"nutpie", "pymc", "numpyro", "blackjax"}, default="nutpie"
+        NUTS implementation. One that is not installed falls back to PyMC's
+        own sampler, with a logged message.
+    init : {"em", "prior"}, default="em"
+        Chain starts: the EM fit, jittered (recommended), or PyMC's default.
+    relabel : bool, default=True
+        Relabel draws to undo label switching (:func:`bayes_gmm.relabel.relabel`).
+    order_means : int or None, default=None
+        Feature whose means are constrained to increase with the component
+        index (an alternative to relabelling; distorts overlapping
+        components). Off by default.
+    random_state : int, Generator or None, default=None
+        Seed of everything random in the fit; the same seed gives identical
+        draws.
+    progressbar : bool, default=True
+        Show progress bars.
+    max_iter : int, default=20000
+        ADVI iteration cap.
+    learning_rate : float, default=0.01
+        ADVI step size (Adam); full-rank ADVI diverges on mixtures at 0.05.
+    em_n_init : int, default=5
+        Starts of the EM fit used to initialise.
+
+    Attributes
+    ----------
+    result_ : MixtureResult
+        The draws and everything derived from them.
+    em_ : GaussianMixtureEM
+        The EM fit used to start.
+    model_ : pymc.Model
+        The model.
+    weights_, means_, covariances_ : ndarray
+        Posterior means, in the shapes of :class:`GaussianMixtureEM`.
+    n_features_in_ : int
+        Number of features.
+    feature_names_in_ : ndarray
+        Feature names, when fitted on a DataFrame with string columns.
+
+    Examples
+    --------
+    >>> from bayes_gmm import GaussianMixtureBayes, make_mixture
+    >>> X, _, _ = make_mixture(60, 2, 1, random_state=0)
+    >>> gm = GaussianMixtureBayes(2, method="advi", draws=50, max_iter=500,
+    ...                           progressbar=False, random_state=0).fit(X)
+    >>> gm.predict_proba(X).shape
+    (60, 2)
+    """
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        covariance_type="full",
+        priors=None,
+        method="nuts",
+        draws=1000,
+        tune=1000,
+        chains=4,
+        target_accept=0.9,
+        sampler="nutpie",
+        init="em",
+        relabel=True,
+        order_means=None,
+        random_state=None,
+        progressbar=True,
+        max_iter=20000,
+        learning_rate=0.01,
+        em_n_init=5,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.priors = priors
+        self.method = method
+        self.draws = draws
+        self.tune = tune
+        self.chains = chains
+        self.target_accept = target_accept
+        self.sampler = sampler
+        self.init = init
+        self.relabel = relabel
+        self.order_means = order_means
+        self.random_state = random_state
+        self.progressbar = progressbar
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.em_n_init = em_n_init
+
+    # ------------------------------------------------------------------ checks
+    def _check_parameters(self, n_samples):
+        get_covariance_type(self.covariance_type)
+        check_choice("method", self.method, METHODS)
+        check_choice("sampler", self.sampler, SAMPLERS)
+        check_choice("init", self.init, ("em", "prior"))
+        check_n_components(self.n_components, n_samples)
+        check_scalar("draws", self.draws, int, min_value=1)
+        check_scalar("tune", self.tune, int, min_value=0)
+        check_scalar("chains", self.chains, int, min_value=1)
+        check_scalar("max_iter", self.max_iter, int, min_value=1)
+        check_scalar("em_n_init", self.em_n_init, int, min_value=1)
+        check_scalar(
+            "learning_rate", self.learning_rate, float, min_value=0.0, include_min=False
+        )
+        ta = check_scalar(
+            "target_accept", self.target_accept, float, min_value=0.0, include_min=False
+        )
+        if ta >= 1:
+            raise ValueError(f"'target_accept' must be in (0, 1), got {ta}.")
+        priors = Priors() if self.priors is None else self.priors
+        if not isinstance(priors, Priors):
+            raise TypeError(f"'priors' must be a Priors instance, got {type(priors)}.")
+        return priors
+
+    # --------------------------------------------------------------------- fit
+    def fit(self, X, y=None):
+        """Fit by EM, then NUTS or ADVI from the EM solution.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data; a DataFrame's column names become feature coordinates.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : GaussianMixtureBayes
+        """
+        X = check_data(self, X, reset=True, min_samples=2)
+        n, d = X.shape
+        priors = self._check_parameters(n)
+        rng = check_random_state(self.random_state)
+        em_seed, inference_seed, jitter_seed = (seed_from(rng) for _ in range(3))
+        k = int(self.n_components)
+        em = GaussianMixtureEM(
+            k,
+            covariance_type=self.covariance_type,
+            n_init=self.em_n_init,
+            random_state=em_seed,
+        ).fit(X)
+        names = getattr(self, "feature_names_in_", None)
+        model = build_model(
+            X,
+            k,
+            covariance_type=self.covariance_type,
+            priors=priors,
+            order_means=self.order_means,
+            feature_names=names,
+        )
+        start = initial_point(model, em.weights_, em.means_, em.covariances_)
+        t0 = time.perf_counter()
+        if self.method == "nuts":
+            posterior, stats_group, extra = self._run_nuts(
+                model, start, inference_seed, jitter_seed
+            )
+        else:
+            posterior, stats_group, extra = self._run_vi(model, start, inference_seed)
+        elapsed = time.perf_counter() - t0
+        dt = self._assemble(X, model, posterior, stats_group, priors, extra, elapsed)
+        result = MixtureResult(dt)
+        if self.relabel and self.order_means is None:
+            result = _relabel_result(result, em)
+        self.result_ = result
+        self.em_ = em
+        self.model_ = model
+        self._set_point_estimates()
+        return self
+
+    def _set_point_estimates(self):
+        mean = self.result_.posterior_mean()
+        self.weights_ = mean["weights"].values
+        self.means_ = mean["means"].values
+        self.covariances_ = mean["covariances"].values
+
+    # ------------------------------------------------------------ inference
+    def _resolve_sampler(self):
+        wanted = self.sampler
+        needs = {"nutpie": "nutpie", "numpyro": "numpyro", "blackjax": "blackjax"}
+        if wanted in needs and not _has(needs[wanted]):
+            logger.warning(
+                "sampler=%r is not installed; falling back to PyMC's own NUTS "
+                "sampler (install %s to use it).",
+                wanted,
+                needs[wanted],
+            )
+            return "pymc"
+        if wanted in ("numpyro", "blackjax") and not _has("jax"):
+            logger.warning(
+                "sampler=%r needs jax, which is not installed; "
+                "falling back to PyMC's own NUTS sampler.",
+                wanted,
+            )
+            return "pymc"
+        return wanted
+
+    def _run_nuts(self, model, start, seed, jitter_seed):
+        import pymc as pm
+
+        sampler = self._resolve_sampler()
+        self.sampler_used_ = sampler
+        if sampler == "nutpie":
+            return _sample_nutpie(self, model, start, seed, jitter_seed)
+        rng = np.random.default_rng(jitter_seed)
+        initvals = None
+        init = "jitter+adapt_diag"
+        if self.init == "em":
+            initvals = [_jittered(start, rng) for _ in range(self.chains)]
+            init = "adapt_diag"
+            if sampler != "pymc":
+                initvals = initvals[0]
+        with model:
+            t0 = time.perf_counter()
+            dt = pm.sample(
+                draws=self.draws,
+                tune=self.tune,
+                chains=self.chains,
+                cores=1,
+                random_seed=seed,
+                target_accept=self.target_accept,
+                nuts_sampler=sampler,
+                initvals=initvals,
+                init=init,
+                progressbar=self.progressbar,
+                var_names=list(_PARAMS),
+                compute_convergence_checks=False,
+            )
+        stats = dt["sample_stats"].to_dataset()
+        return (
+            dt["posterior"].to_dataset()[list(_PARAMS)],
+            ("sample_stats", stats),
+            {"sampler": sampler, "sampling_seconds": time.perf_counter() - t0},
+        )
+
+    def _run_vi(self, model, start, seed):
+        import pymc as pm
+
+        method = self.method
+        t0 = time.perf_counter()
+        with model:
+            callback = LossConvergence()
+            approx = pm.fit(
+                n=self.max_iter,
+                method=method,
+                start=start,
+                random_seed=seed,
+                progressbar=self.progressbar,
+                callbacks=[callback],
+                obj_optimizer=pm.variational.adam(learning_rate=self.learning_rate),
+            )
+        fit_seconds = time.perf_counter() - t0
+        hist = np.asarray(approx.hist, dtype=float)
+        converged = callback.converged and bool(np.all(np.isfinite(hist)))
+        if not converged:
+            warn(
+                f"{method} did not converge within max_iter={self.max_iter} "
+                "iterations (the mean loss was still falling between windows of "
+                f"{callback.window} iterations). "
+                "Increase max_iter, lower learning_rate, or use method='nuts'.",
+                ConvergenceWarning,
+            )
+        posterior, log_p, log_q = _draw_approximation(
+            model, approx, self.draws, np.random.default_rng(seed)
+        )
+        fit_stats = xr.Dataset(
+            {
+                "loss": ("iteration", hist),
+                "log_p": (("chain", "draw"), log_p[None, :]),
+                "log_q": (("chain", "draw"), log_q[None, :]),
+            },
+            coords={"chain": [0], "draw": np.arange(self.draws)},
+            attrs={"converged": int(converged), "n_iter": int(len(hist))},
+        )
+        return posterior, ("fit_stats", fit_stats), {"fit_seconds": fit_seconds}
+
+    def _assemble(self, X, model, posterior, stats_group, priors, extra, elapsed):
+        info = model.bayes_gmm_info
+        ct = get_covariance_type(info["covariance_type"])
+        features = list(model.coords["feature"])
+        posterior = posterior[list(_PARAMS)]
+        posterior = posterior.assign_coords(
+            component=np.arange(info["n_components"]),
+            feature=features,
+            **({"feature_bis": features} if "feature_bis" in ct.dims else {}),
+        )
+        tmp = xr.DataTree.from_dict({"posterior": posterior})
+        tmp.attrs.update(covariance_type=ct.name, n_components=info["n_components"])
+        ll = MixtureResult(tmp).log_likelihood_draws(X)
+        c, dr = posterior.sizes["chain"], posterior.sizes["draw"]
+        log_lik = xr.Dataset(
+            {"x": (("chain", "draw", "obs"), ll.reshape(c, dr, -1))},
+            coords={
+                "chain": posterior["chain"].values,
+                "draw": posterior["draw"].values,
+                "obs": np.arange(X.shape[0]),
+            },
+        )
+        observed = xr.Dataset(
+            {"x": (("obs", "feature"), X)},
+            coords={"obs": np.arange(X.shape[0]), "feature": features},
+        )
+        group, stats = stats_group
+        attrs = {
+            "bayes_gmm_version": _version(),
+            "covariance_type": ct.name,
+            "n_components": int(info["n_components"]),
+            "method": self.method,
+            "priors": priors.to_json(),
+            "random_state": json.dumps(
+                self.random_state if isinstance(self.random_state, int) else None
+            ),
+            "estimator_params": json.dumps(_json_params(self)),
+            "order_means": json.dumps(self.order_means),
+            "elapsed_seconds": float(elapsed),
+            "inference": json.dumps(extra),
+        }
+        tree = {
+            "posterior": posterior,
+            "log_likelihood": log_lik,
+            "observed_data": observed,
+            group: _netcdf_safe(stats),
+        }
+        dt = xr.DataTree.from_dict(tree)
+        dt.attrs.update(attrs)
+        return dt
+
+    # -------------------------------------------------------------- rebuild
+    @classmethod
+    def from_result(cls, result):
+        """Rebuild a fitted estimator from a saved result (no refitting).
+
+        Parameters
+        ----------
+        result : MixtureResult or str or path-like
+            A result, or the path of one saved with ``to_netcdf``.
+
+        Returns
+        -------
+        GaussianMixtureBayes
+            Predicts exactly as the estimator that produced the result.
+        """
+        if not isinstance(result, MixtureResult):
+            result = MixtureResult.from_netcdf(result)
+        params = json.loads(result.attrs.get("estimator_params", "{}"))
+        if "priors" in params and params["priors"] is not None:
+            params["priors"] = Priors.from_dict(params["priors"])
+        est = cls(**params)
+        est.result_ = result
+        features = result.posterior["feature"].values
+        est.n_features_in_ = len(features)
+        if not all(str(f).startswith("x") and str(f)[1:].isdigit() for f in features):
+            est.feature_names_in_ = np.asarray(features, dtype=object)
+        est._set_point_estimates()
+        return est
+
+    # ----------------------------------------------------------------- predict
+    def _validated(self, X):
+        check_is_fitted(self, "result_")
+        return check_data(self, X, reset=False)
+
+    def predict_proba(self, X, return_std=False):
+        """Posterior mean of the responsibilities (and their posterior sd).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+        return_std : bool, default=False
+            Also return the posterior standard deviation of each
+            responsibility (how unsure the assignment itself is).
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_components)
+        std : ndarray of shape (n_samples, n_components)
+            Only with ``return_std``.
+        """
+        return self.result_.responsibilities(self._validated(X), return_std=return_std)
+
+    def predict(self, X):
+        """Component with the highest posterior mean responsibility.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        return self.predict_proba(X).argmax(axis=1)
+
+    def score_samples(self, X):
+        """Log posterior predictive density of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            ``log mean_s p(x_n | theta_s)``.
+        """
+        return self.result_.log_predictive_density(self._validated(X))
+
+    def score(self, X, y=None):
+        """Mean log posterior predictive density per sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+        """
+        return float(self.score_samples(X).mean())
+
+    def sample(self, n_samples=1):
+        """Draw from the posterior predictive distribution.
+
+        Each point comes from a random posterior draw; labels are shuffled.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of points.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        labels : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "result_")
+        n_samples = check_scalar("n_samples", n_samples, int, min_value=1)
+        return self.result_.sample(n_samples, check_random_state(self.random_state))
+
+    def sample_prior_predictive(self, X, draws=500):
+        """Draws of the prior predictive distribution for data shaped like X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data that set the scale of the priors.
+        draws : int, default=500
+            Number of prior draws.
+
+        Returns
+        -------
+        xarray.DataTree
+            PyMC's ``prior`` and ``prior_predictive`` groups.
+        """
+        import pymc as pm
+
+        X = check_data(self, X, reset=True, min_samples=2)
+        priors = self._check_parameters(X.shape[0])
+        model = build_model(
+            X,
+            self.n_components,
+            covariance_type=self.covariance_type,
+            priors=priors,
+            order_means=self.order_means,
+        )
+        seed = seed_from(check_random_state(self.random_state))
+        with model:
+            return pm.sample_prior_predictive(draws=draws, random_seed=seed)
+
+
+# ------------------------------------------------------------------ helpers
+class LossConvergence:
+    """Stop variational fitting once the loss has settled (a ``pm.fit`` callback).
+
+    Every ``window`` iterations the mean loss of the last window is compared
+    with the window before; the fit has converged when the change is below
+    ``rel_tol`` times the loss plus twice the Monte Carlo standard error of
+    the difference (the loss of ADVI is noisy, so a change within its noise
+    is no evidence of further progress).
+
+    Parameters
+    ----------
+    window : int, default=500
+        Iterations per window.
+    rel_tol : float, default=1e-3
+        Relative tolerance on the mean loss.
+    """
+
+    def __init__(self, window=500, rel_tol=1e-3):
+        self.window = window
+        self.rel_tol = rel_tol
+        self.converged = False
+
+    def __call__(self, approx, loss, i):
+        w = self.window
+        if loss is None or i % w or i < 2 * w:
+            return
+        a = np.asarray(loss[i - 2 * w : i - w], dtype=float)
+        b = np.asarray(loss[i - w : i], dtype=float)
+        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+            return
+        change = abs(b.mean() - a.mean())
+        se = np.sqrt(a.var(ddof=1) / w + b.var(ddof=1) / w)
+        if change < self.rel_tol * abs(b.mean()) + 2 * se:
+            self.converged = True
+            raise StopIteration(f"loss converged at iteration {i}")
+
+
+def _json_params(est):
+    params = est.get_params()
+    if isinstance(params.get("priors"), Priors):
+        params["priors"] = params["priors"].to_dict()
+    if not isinstance(params.get("random_state"), (int, type(None))):
+        params["random_state"] = None
+    return params
+
+
+def _netcdf_safe(ds):
+    """Drop object-dtype variables (e.g. divergence messages) netCDF can't store."""
+    keep = [v for v in ds.data_vars if ds[v].dtype != object]
+    out = ds[keep]
+    out.attrs = {
+        k: v
+        for k, v in ds.attrs.items()
+        if isinstance(v, (int, float, str, np.integer, np.floating))
+    }
+    return out
+
+
+def _jittered(point, rng):
+    """Start point with small multiplicative/additive noise (constrained space)."""
+    out = {}
+    for name, value in point.items():
+        value = np.asarray(value, dtype=float)
+        if name == "weights":
+            v = value * np.exp(rng.normal(0, _JITTER_SD, value.shape))
+            out[name] = v / v.sum()
+        elif name.startswith(("sd", "chol_cov")) and name != "means_z":
+            out[name] = (
+                value * np.exp(rng.normal(0, _JITTER_SD, value.shape))
+                if (name.startswith("sd"))
+                else value
+                + rng.normal(0, _JITTER_SD, value.shape) * (np.abs(value) > 0)
+            )
+        elif name == "means_z_ordered":
+            out[name] = np.sort(value + rng.normal(0, _JITTER_SD, value.shape))
+        else:
+            out[name] = value + rng.normal(0, _JITTER_SD, value.shape)
+    return out
+
+
+def _flat_transformed(model, point):
+    """The start point in nutpie's flat unconstrained layout."""
+    from pymc.initial_point import make_initial_point_fn
+
+    fn = make_initial_point_fn(
+        model=model, overrides=point, jitter_rvs=set(), return_transformed=True
+    )
+    values = fn(0)
+    parts = [np.ravel(values[model.rvs_to_values[rv].name]) for rv in model.free_RVs]
+    return np.concatenate(parts).astype(np.float64)
+
+
+def _compile_key(model):
+    info = model.bayes_gmm_info
+    return (
+        info["covariance_type"],
+        info["n_components"],
+        model["X"].get_value().shape[1],
+        info["priors"],
+        info["order_means"],
+    )
+
+
+def _sample_nutpie(est, model, start, seed, jitter_seed):
+    import nutpie
+    from pymc.backends.arviz import patch_nutpie_idata
+
+    key = _compile_key(model)
+    t0 = time.perf_counter()
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = nutpie.compile_pymc_model(
+            model, var_names=list(_PARAMS), jitter_rvs=set()
+        )
+        _COMPILED[key] = compiled
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+        reused = False
+    else:
+        _COMPILED.move_to_end(key)
+        compiled = compiled.with_data(
+            X=model["X"].get_value(),
+            loc=model["loc"].get_value(),
+            scale=model["scale"].get_value(),
+        )
+        reused = True
+    compile_seconds = time.perf_counter() - t0
+    if est.init == "em":
+        flat = _flat_transformed(model, start)
+
+        def initial_point_func(chain_seed):
+            noise = np.random.default_rng([jitter_seed, int(chain_seed or 0)])
+            return flat + noise.normal(0.0, _JITTER_SD, flat.shape)
+
+        compiled = dataclasses.replace(compiled, initial_point_func=initial_point_func)
+    t1 = time.perf_counter()
+    dt = nutpie.sample(
+        compiled,
+        draws=est.draws,
+        tune=est.tune,
+        chains=est.chains,
+        cores=min(est.chains, 2),
+        seed=int(seed),
+        progress_bar=bool(est.progressbar),
+        target_accept=est.target_accept,
+        save_warmup=False,
+    )
+    sampling_seconds = time.perf_counter() - t1
+    patch_nutpie_idata(dt, model, sampling_time=sampling_seconds)
+    extra = {
+        "sampler": "nutpie",
+        "compile_seconds": compile_seconds,
+        "compile_reused": reused,
+        "sampling_seconds": sampling_seconds,
+    }
+    logger.info(
+        "nutpie: compile %.1f s (reused=%s), sampling %.1f s",
+        compile_seconds,
+        reused,
+        sampling_seconds,
+    )
+    return (
+        dt["posterior"].to_dataset()[list(_PARAMS)],
+        ("sample_stats", dt["sample_stats"].to_dataset()),
+        extra,
+    )
+
+
+def _draw_approximation(model, approx, draws, rng):
+    """Draws of a Gaussian approximation with log p and log q per draw.
+
+    Draws are taken in the unconstrained space where the approximation is
+    Gaussian; ``log_q`` is its density there and ``log_p`` the model's joint
+    log density in the same space (Jacobians included), as PSIS-LOO for
+    approximate posteriors needs.
+    """
+    import pymc as pm
+    from scipy.stats import multivariate_normal
+
+    group = approx.groups[0]
+    mean = np.asarray(group.mean.eval(), dtype=float)
+    cov = np.asarray(group.cov.eval(), dtype=float)
+    chol = np.linalg.cholesky(cov + 1e-12 * np.eye(mean.size))
+    eps = rng.standard_normal((draws, mean.size))
+    flat = mean + eps @ chol.T
+    log_q = multivariate_normal(mean, cov, allow_singular=True).logpdf(flat)
+    log_q = np.atleast_1d(log_q)
+    ordering = group.ordering
+    value_vars = model.value_vars
+    logp_fn = model.compile_logp()
+    # Functions of the value variables (not of the random variables, which
+    # would be drawn afresh).
+    outputs = model.replace_rvs_by_values([model[name] for name in _PARAMS])
+    det_fn = pm.compile(value_vars, outputs, on_unused_input="ignore")
+    names = [v.name for v in value_vars]
+    collected = {name: [] for name in _PARAMS}
+    log_p = np.empty(draws)
+    for i in range(draws):
+        point = {}
+        for name, slc, shape, _dtype in ordering.values():
+            point[name] = flat[i, slc].reshape(shape)
+        log_p[i] = logp_fn(point)
+        for name, value in zip(
+            _PARAMS, det_fn(*[point[n] for n in names]), strict=True
+        ):
+            collected[name].append(value)
+    info = model.bayes_gmm_info
+    ct = get_covariance_type(info["covariance_type"])
+    dims = {
+        "weights": ("component",),
+        "means": ("component", "feature"),
+        "covariances": ct.dims,
+    }
+    posterior = xr.Dataset(
+        {
+            name: (("chain", "draw", *dims[name]), np.stack(collected[name])[None])
+            for name in _PARAMS
+        },
+        coords={"chain": [0], "draw": np.arange(draws)},
+    )
+    return posterior, log_p, log_q
+
+
+def _relabel_result(result, em):
+    """Relabel the posterior against the EM fit and record what was done."""
+    from bayes_gmm.relabel import relabel
+
+    dt = result.datatree.copy()
+    posterior, record = relabel(result.posterior, result.covariance_type, pivot=em)
+    dt["posterior"] = xr.DataTree(posterior)
+    dt["relabelling"] = xr.DataTree(
+        record.to_dataarray().to_dataset(name="permutation")
+    )
+    dt.attrs["relabelling"] = json.dumps(record.to_dict(include_permutations=False))
+    return MixtureResult(dt)
