@@ -31,3 +31,39 @@ def faithful():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# --------------------------------------------------------------------------------
+# Shared Bayesian fits. NUTS compiles a model through numba (tens of seconds on
+# a 2-core machine), and the compiled model is cached per (covariance type, K,
+# D, priors) and reused for new data, so every fast test that needs NUTS uses
+# K=2, D=2, full covariance, default priors: one compile for the whole suite.
+# --------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def separated_2d():
+    """Two well-separated 2-D components, 200 points: (X, y, truth)."""
+    from bayes_gmm import make_mixture
+
+    return make_mixture(200, 2, 2, separation=6.0, random_state=3)
+
+
+@pytest.fixture(scope="session")
+def nuts_fit(separated_2d):
+    """A small NUTS fit (2 chains x 300 draws) shared by the fast suite."""
+    from bayes_gmm import GaussianMixtureBayes
+
+    X, _, _ = separated_2d
+    return GaussianMixtureBayes(
+        2, draws=300, tune=300, chains=2, progressbar=False, random_state=0
+    ).fit(X)
+
+
+@pytest.fixture(scope="session")
+def advi_fit(separated_2d):
+    """A mean-field ADVI fit of the same data (300 draws of the approximation)."""
+    from bayes_gmm import GaussianMixtureBayes
+
+    X, _, _ = separated_2d
+    return GaussianMixtureBayes(
+        2, method="advi", draws=300, progressbar=False, random_state=0
+    ).fit(X)
