@@ -30,6 +30,8 @@ from bayes_gmm._covariance import get_covariance_type, log_gaussian_prob_cholesk
 __all__ = [
     "plot_clusters",
     "plot_pairs",
+    "plot_posterior_ellipses",
+    "plot_uncertainty",
     "plot_covariance_types",
     "plot_criteria",
     "plot_density",
@@ -196,6 +198,148 @@ def _axes_array(ax, n: int, nrows: int = 1, **subplots_kwargs) -> np.ndarray:
     return axes
 
 
+# ------------------------------------------------------------- posterior draws
+#: Floats per block when scoring many draws at many points.
+_BLOCK_FLOATS = 2**22
+
+
+class _PosteriorMeanFit:
+    """A posterior summarised as a point fit (what ``plot_clusters`` reads).
+
+    Wraps anything with ``draws()`` and ``posterior_mean()`` (a
+    :class:`~bayes_gmm.result.MixtureResult`): ``weights_``, ``means_`` and
+    ``covariances_`` are posterior means and ``predict_proba`` averages the
+    responsibilities over the draws, as ``GaussianMixtureBayes`` does.
+    """
+
+    def __init__(self, result):
+        mean = result.posterior_mean()
+        self.result_ = result
+        self.weights_ = np.asarray(mean["weights"].values, dtype=float)
+        self.means_ = np.asarray(mean["means"].values, dtype=float)
+        self.covariances_ = np.asarray(mean["covariances"].values, dtype=float)
+        self.covariance_type = result.covariance_type
+        names = _result_feature_names(result)
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+
+    def predict_proba(self, X, return_std=False):
+        arr = np.asarray(X, dtype=float)
+        return self.result_.responsibilities(arr, return_std=return_std)
+
+
+def _result_feature_names(result) -> list[str] | None:
+    post = getattr(result, "posterior", None)
+    if post is None or "feature" not in getattr(post, "coords", {}):
+        return None
+    return [str(f) for f in post["feature"].values]
+
+
+def _as_result(fit):
+    """The object holding posterior draws of ``fit``, or None for a point fit.
+
+    Accepts a fitted ``GaussianMixtureBayes`` (its ``result_``), anything
+    with ``draws()`` (``MixtureResult``, EM bootstrap replicates in the same
+    form), or an xarray DataTree / Dataset with ``weights``, ``means`` and
+    ``covariances`` over (chain, draw) and a ``covariance_type`` attribute.
+    """
+    import xarray as xr
+
+    result = getattr(fit, "result_", fit)
+    if callable(getattr(result, "draws", None)):
+        return result
+    if isinstance(result, (xr.Dataset, xr.DataTree)):
+        from bayes_gmm.result import MixtureResult
+
+        if isinstance(result, xr.Dataset):
+            if "covariance_type" not in result.attrs:
+                raise ValueError(
+                    "A Dataset of draws needs a 'covariance_type' attribute."
+                )
+            tree = xr.DataTree.from_dict({"posterior": result})
+            tree.attrs.update(
+                covariance_type=result.attrs["covariance_type"],
+                n_components=int(result.sizes["component"]),
+            )
+            return MixtureResult(tree)
+        return MixtureResult(result)
+    return None
+
+
+def _point_fit(model):
+    """``model`` itself when it has point estimates, else its posterior mean."""
+    if hasattr(model, "weights_"):
+        return model
+    result = _as_result(model)
+    if result is None:
+        raise TypeError(
+            f"Expected a fitted mixture (weights_, means_, covariances_) or "
+            f"posterior draws, got {type(model).__name__}."
+        )
+    return _PosteriorMeanFit(result)
+
+
+def _require_draws(fit, what: str):
+    result = _as_result(fit)
+    if result is None:
+        raise TypeError(
+            f"{what} needs posterior draws: pass a fitted GaussianMixtureBayes, "
+            f"a MixtureResult or bootstrap replicates, got {type(fit).__name__}."
+        )
+    return result
+
+
+def _em_of(fit, em):
+    """The EM fit to overlay: ``em`` if given, else ``fit.em_``; False for none."""
+    if em is False:
+        return None
+    if em is None or em is True:
+        return getattr(fit, "em_", None)
+    return em
+
+
+def _subsample(n_total: int, n_draws: int | None, random_state) -> np.ndarray:
+    """Sorted indices of at most ``n_draws`` of ``n_total`` draws."""
+    if n_draws is None or n_draws >= n_total:
+        return np.arange(n_total)
+    if n_draws < 1:
+        raise ValueError(f"'n_draws' must be >= 1, got {n_draws}.")
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(n_total, size=int(n_draws), replace=False))
+
+
+def _marginal_draws(weights, means, chol, idx):
+    """Draws of the mixture's marginal over features ``idx`` (canonical form)."""
+    idx = list(idx)
+    cov = chol @ np.swapaxes(chol, -1, -2)
+    sub = cov[..., idx, :][..., :, idx]
+    return weights, means[..., idx], np.linalg.cholesky(sub)
+
+
+def _draws_log_density(weights, means, chol, points):
+    """Log density of every draw at every point, and its weighted components.
+
+    Returns ``total`` of shape (S, n) and ``parts`` of shape (S, n, K) with
+    ``parts[s, i, k] = log w_sk + log N(x_i | mu_sk, Sigma_sk)``, computed
+    in blocks of draws.
+    """
+    s, k, d = means.shape
+    n = points.shape[0]
+    size = max(1, _BLOCK_FLOATS // max(1, n * k * d))
+    parts = np.empty((s, n, k))
+    for start in range(0, s, size):
+        sl = slice(start, min(s, start + size))
+        with np.errstate(divide="ignore"):
+            log_w = np.log(weights[sl])[:, None, :]
+        parts[sl] = log_gaussian_prob_cholesky(points, means[sl], chol[sl]) + log_w
+    return logsumexp(parts, axis=-1), parts
+
+
+def _ellipse(center, cov2, n_std, **style) -> Ellipse:
+    width, height, angle = ellipse_geometry(cov2, n_std)
+    return Ellipse(tuple(center), width, height, angle=angle, **style)
+
+
 # --------------------------------------------------------------- plot_clusters
 def plot_clusters(
     model,
@@ -244,6 +388,7 @@ def plot_clusters(
         The scatter is ``ax.collections[0]``; the ellipses are
         ``ax.patches`` (K times ``len(n_std)`` of them).
     """
+    model = _point_fit(model)
     arr = _data_array(X)
     n, d = arr.shape
     if d < 2:
@@ -349,7 +494,7 @@ def plot_pairs(
     """
     arr = _data_array(X)
     d = arr.shape[1]
-    names = _feature_names(model, X, d)
+    names = _feature_names(_point_fit(model), X, d)
     idx = (
         list(range(d))
         if features is None
@@ -379,6 +524,8 @@ def plot_pairs(
                     hist_kwargs=hist_kwargs,
                     line_kwargs=line_kwargs,
                 )
+                if a.get_legend() is not None:
+                    a.get_legend().remove()
                 a.set_ylabel("density" if c == 0 else "")
             else:
                 plot_clusters(
@@ -395,6 +542,274 @@ def plot_pairs(
             if c > 0 and r != c:
                 a.set_ylabel("")
     return axes
+
+
+# ----------------------------------------------------- plot_posterior_ellipses
+def plot_posterior_ellipses(
+    fit,
+    X,
+    n_draws: int = 50,
+    *,
+    features: tuple = (0, 1),
+    n_std: float = 2.0,
+    em=None,
+    random_state=0,
+    ax: Axes | None = None,
+    scatter_kwargs: dict[str, Any] | None = None,
+    ellipse_kwargs: dict[str, Any] | None = None,
+    em_kwargs: dict[str, Any] | None = None,
+) -> Axes:
+    """Ellipses of many posterior draws over the data, the EM ellipses on top.
+
+    Each of ``n_draws`` posterior draws (a random subset, the same for
+    every component) contributes one ``n_std`` ellipse per component, drawn
+    thin and translucent in the component's colour, so that the spread of
+    the ellipses shows how uncertain the positions and shapes are. The EM
+    estimate is drawn over them as black dashed ellipses.
+
+    Parameters
+    ----------
+    fit : GaussianMixtureBayes, MixtureResult or draws
+        A fitted ``GaussianMixtureBayes`` (its ``result_`` and ``em_``), a
+        :class:`~bayes_gmm.result.MixtureResult`, EM bootstrap replicates in
+        the same form, or an xarray Dataset / DataTree of draws.
+    X : array-like of shape (n_samples, n_features)
+        Data, with at least two features.
+    n_draws : int, default=50
+        Number of posterior draws to show (all of them if there are fewer).
+    features : tuple of two int or str, default=(0, 1)
+        The features on the x and y axes; the ellipses are those of the
+        marginal covariances of these two.
+    n_std : float, default=2.0
+        Size of the ellipses, in standard deviations.
+    em : GaussianMixtureEM, bool or None, default=None
+        The EM fit drawn on top. None or True: ``fit.em_`` when the fit has
+        one (a ``MixtureResult`` has none); False: no EM ellipses.
+    random_state : int, Generator or None, default=0
+        Chooses the subset of draws.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure if None.
+    scatter_kwargs : dict, optional
+        Passed to ``ax.scatter`` for the data.
+    ellipse_kwargs : dict, optional
+        Passed to every posterior :class:`~matplotlib.patches.Ellipse`.
+    em_kwargs : dict, optional
+        Passed to every EM ellipse.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The posterior ellipses are the patches with gid ``"posterior"``
+        (``n_draws * K`` of them, draw by draw, components in order) and
+        the EM ellipses those with gid ``"em"`` (K).
+    """
+    result = _require_draws(fit, "plot_posterior_ellipses")
+    arr = _data_array(X)
+    d = arr.shape[1]
+    if d < 2:
+        raise ValueError(
+            "plot_posterior_ellipses needs at least 2 features; for 1-D data use "
+            "plot_density, which shows a credible band."
+        )
+    if len(features) != 2:
+        raise ValueError(f"'features' must name two features, got {features!r}.")
+    names = _feature_names(_point_fit(fit), X, d)
+    i, j = (_feature_index(f, names) for f in features)
+    weights, means, chol = result.draws()
+    if means.shape[-1] != d:
+        raise ValueError(f"X has {d} features but the fit has {means.shape[-1]}.")
+    keep = _subsample(weights.shape[0], n_draws, random_state)
+    _, means2, chol2 = _marginal_draws(weights[keep], means[keep], chol[keep], [i, j])
+    cov2 = chol2 @ np.swapaxes(chol2, -1, -2)
+    k = means.shape[1]
+    colors = _colors(k)
+    if ax is None:
+        ax = _new_axes()
+    ax.scatter(
+        arr[:, i],
+        arr[:, j],
+        **_merge(
+            {"s": 8, "color": "0.55", "linewidths": 0, "zorder": 1, "label": "data"},
+            scatter_kwargs,
+        ),
+    )
+    for s in range(len(keep)):
+        for c in range(k):
+            style = _merge(
+                {
+                    "facecolor": "none",
+                    "edgecolor": (*colors[c][:3], 0.25),
+                    "linewidth": 0.8,
+                    "zorder": 2,
+                    "gid": "posterior",
+                    "label": f"component {c}: {len(keep)} posterior draws"
+                    if s == 0
+                    else None,
+                },
+                ellipse_kwargs,
+            )
+            ax.add_patch(_ellipse(means2[s, c], cov2[s, c], n_std, **style))
+    em_fit = _em_of(fit, em)
+    if em_fit is not None:
+        em_means = np.asarray(em_fit.means_, dtype=float)[:, [i, j]]
+        em_cov = _component_covariances(em_fit)[:, [i, j]][:, :, [i, j]]
+        for c in range(em_means.shape[0]):
+            style = _merge(
+                {
+                    "facecolor": "none",
+                    "edgecolor": "black",
+                    "linewidth": 1.8,
+                    "linestyle": "--",
+                    "zorder": 4,
+                    "gid": "em",
+                    "label": "EM estimate" if c == 0 else None,
+                },
+                em_kwargs,
+            )
+            ax.add_patch(_ellipse(em_means[c], em_cov[c], n_std, **style))
+    ax.set_xlabel(names[i])
+    ax.set_ylabel(names[j])
+    ax.set_title(f"{n_std:g}-sd ellipses of {len(keep)} posterior draws")
+    ax.autoscale_view()
+    ax.legend(fontsize="small", loc="best")
+    return ax
+
+
+# ------------------------------------------------------------ plot_uncertainty
+_UNCERTAINTY = {
+    "sd": "posterior sd of the responsibility\nof the most probable component",
+    "entropy": "entropy of the responsibilities (nats)",
+    "1-max": "1 - max responsibility",
+}
+
+
+def _uncertainty(fit, X, kind):
+    """Per-sample uncertainty of the assignment, and its largest possible value."""
+    arr = _data_array(X)
+    result = _as_result(fit)
+    if kind is None:
+        kind = "sd" if result is not None else "1-max"
+    if kind not in _UNCERTAINTY:
+        raise ValueError(
+            f"Invalid value for 'kind': {kind!r}. Valid options are "
+            f"{sorted(_UNCERTAINTY)}."
+        )
+    if result is not None:
+        mean, sd = result.responsibilities(arr, return_std=True)
+    elif kind == "sd":
+        raise ValueError(
+            "kind='sd' needs posterior draws (a Bayesian fit); for an EM fit use "
+            "kind='1-max' or kind='entropy'."
+        )
+    else:
+        mean = np.asarray(fit.predict_proba(_model_input(fit, X)), dtype=float)
+        sd = None
+    k = mean.shape[1]
+    top = mean.argmax(axis=1)
+    if kind == "sd":
+        values = sd[np.arange(len(top)), top]
+        vmax = 0.5  # a probability in [0, 1] has sd at most 1/2
+    elif kind == "1-max":
+        values = 1.0 - mean.max(axis=1)
+        vmax = (k - 1) / k
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = -np.sum(np.where(mean > 0, mean * np.log(mean), 0.0), axis=1)
+        vmax = np.log(k)
+    return kind, values, float(vmax) if vmax > 0 else 1.0
+
+
+def plot_uncertainty(
+    fit,
+    X,
+    kind: str | None = None,
+    *,
+    features=(0, 1),
+    ax: Axes | None = None,
+    colorbar: bool = True,
+    scatter_kwargs: dict[str, Any] | None = None,
+    colorbar_kwargs: dict[str, Any] | None = None,
+) -> Axes:
+    """Where the clustering is unsure: points coloured and sized by uncertainty.
+
+    Three measures of how unsure each sample's assignment is:
+
+    * ``"sd"`` - the posterior standard deviation of the responsibility of
+      the sample's most probable component (needs posterior draws): high
+      where the fitted components themselves are uncertain;
+    * ``"1-max"`` - one minus the largest (posterior mean) responsibility:
+      high where components overlap, for EM and Bayesian fits alike;
+    * ``"entropy"`` - the entropy of the (posterior mean) responsibilities,
+      :math:`-\\sum_k \\tau_k \\log \\tau_k`.
+
+    Colour and marker size both grow with the measure (sizes relative to
+    its largest possible value: 1/2 for ``sd``, (K-1)/K for ``1-max``,
+    log K for ``entropy``).
+
+    Parameters
+    ----------
+    fit : fitted mixture or draws
+        A ``GaussianMixtureEM``, a ``GaussianMixtureBayes``, a
+        ``MixtureResult`` or draws in the same form.
+    X : array-like of shape (n_samples, n_features)
+        Data.
+    kind : {"sd", "1-max", "entropy"}, optional
+        The measure; default ``"sd"`` for fits with draws, ``"1-max"`` for
+        EM.
+    features : tuple of two int or str, or int or str, default=(0, 1)
+        The two features on the axes. With one feature (or 1-D data) the
+        x axis is that feature and the y axis is the measure.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure if None.
+    colorbar : bool, default=True
+        Add a colour bar labelled with the measure.
+    scatter_kwargs : dict, optional
+        Passed to ``ax.scatter``.
+    colorbar_kwargs : dict, optional
+        Passed to ``Figure.colorbar``.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The scatter is ``ax.collections[0]``; its ``get_array()`` holds the
+        measure for every sample.
+    """
+    arr = _data_array(X)
+    d = arr.shape[1]
+    names = _feature_names(_point_fit(fit), X, d)
+    if isinstance(features, (int, np.integer, str)) or d == 1:
+        features = (features if d > 1 else 0,)
+    idx = [_feature_index(f, names) for f in features]
+    if len(idx) not in (1, 2):
+        raise ValueError(f"'features' must name one or two features, got {features!r}.")
+    kind, values, vmax = _uncertainty(fit, X, kind)
+    if ax is None:
+        ax = _new_axes()
+    x = arr[:, idx[0]]
+    y = arr[:, idx[1]] if len(idx) == 2 else values
+    sc = ax.scatter(
+        x,
+        y,
+        **_merge(
+            {
+                "c": values,
+                "s": 6.0 + 60.0 * np.clip(values / vmax, 0.0, 1.0),
+                "cmap": "plasma",
+                "vmin": 0.0,
+                "vmax": float(values.max()) if values.max() > 0 else vmax,
+                "linewidths": 0,
+                "zorder": 2,
+            },
+            scatter_kwargs,
+        ),
+    )
+    label = _UNCERTAINTY[kind]
+    if colorbar:
+        ax.figure.colorbar(sc, ax=ax, **_merge({"label": label}, colorbar_kwargs))
+    ax.set_xlabel(names[idx[0]])
+    ax.set_ylabel(names[idx[1]] if len(idx) == 2 else label)
+    ax.set_title("assignment uncertainty")
+    return ax
 
 
 # ------------------------------------------------------- plot_covariance_types
@@ -681,25 +1096,38 @@ def plot_density(
     ax: Axes | None = None,
     bins: int | str = "auto",
     show_components: bool = True,
-    grid_size: int = 200,
+    grid_size: int | None = None,
+    ci_prob: float = 0.94,
+    n_draws: int | None = 500,
+    em=None,
+    random_state=0,
     hist_kwargs: dict[str, Any] | None = None,
     line_kwargs: dict[str, Any] | None = None,
     component_kwargs: dict[str, Any] | None = None,
+    band_kwargs: dict[str, Any] | None = None,
+    em_kwargs: dict[str, Any] | None = None,
     contour_kwargs: dict[str, Any] | None = None,
     scatter_kwargs: dict[str, Any] | None = None,
 ) -> Axes:
     """The fitted density over the data.
 
-    For one feature: a histogram (as a density), the fitted mixture density
-    and, with ``show_components``, each weighted component. For two: the
-    contours of the log density over a scatter of the data. With more
-    features, the marginal density of the chosen one or two.
+    For one feature: a histogram (as a density) and the fitted mixture
+    density; with ``show_components``, each weighted component. For a
+    fit with posterior draws the line is the posterior predictive density
+    (the mean over draws of each draw's mixture density), with the
+    equal-tailed ``ci_prob`` credible band of the density across draws, and
+    the EM density beside it. For two features: the contours of the log
+    density (log posterior predictive for draws) over a scatter of the
+    data, with the EM contours dashed. With more features, the marginal
+    density of the chosen one or two.
 
     Parameters
     ----------
-    model : fitted mixture
-        Anything with ``weights_``, ``means_``, ``covariances_`` and
-        ``covariance_type``.
+    model : fitted mixture or draws
+        A ``GaussianMixtureEM`` (anything with ``weights_``, ``means_``,
+        ``covariances_`` and ``covariance_type``), a
+        ``GaussianMixtureBayes``, a ``MixtureResult`` or draws in the same
+        form.
     X : array-like of shape (n_samples,) or (n_samples, n_features)
         Data.
     features : int, str or tuple of two, optional
@@ -710,12 +1138,29 @@ def plot_density(
     bins : int or str, default="auto"
         Histogram bins (1-D).
     show_components : bool, default=True
-        Draw the weighted component densities (1-D).
-    grid_size : int, default=200
-        Points per axis of the evaluation grid.
+        Draw the weighted component densities (1-D; for draws, their
+        posterior means).
+    grid_size : int, optional
+        Points per axis of the evaluation grid (default 200 in 1-D, 100 in
+        2-D).
+    ci_prob : float, default=0.94
+        Probability of the credible band (1-D, draws only).
+    n_draws : int or None, default=500
+        At most this many posterior draws are evaluated (a random subset
+        fixed by ``random_state``); None for all.
+    em : GaussianMixtureEM, bool or None, default=None
+        The EM fit shown beside the posterior: ``model.em_`` by default,
+        False for none. Ignored for an EM ``model``.
+    random_state : int, Generator or None, default=0
+        Chooses the subset of draws.
     hist_kwargs, line_kwargs, component_kwargs : dict, optional
-        Passed to ``ax.hist``, and to ``ax.plot`` for the mixture density
-        and for the components (1-D).
+        Passed to ``ax.hist``, and to ``ax.plot`` for the (posterior
+        predictive) mixture density and for the components (1-D).
+    band_kwargs : dict, optional
+        Passed to ``ax.fill_between`` for the credible band (gid ``"band"``).
+    em_kwargs : dict, optional
+        Passed to ``ax.plot`` (1-D) or ``ax.contour`` (2-D) for the EM fit
+        (gid ``"em"``).
     contour_kwargs, scatter_kwargs : dict, optional
         Passed to ``ax.contour`` and ``ax.scatter`` (2-D).
 
@@ -725,7 +1170,9 @@ def plot_density(
     """
     arr = _data_array(X)
     d = arr.shape[1]
-    names = _feature_names(model, X, d)
+    result = _as_result(model)
+    point = _point_fit(model)
+    names = _feature_names(point, X, d)
     if features is None:
         features = (0,) if d == 1 else (0, 1)
     elif isinstance(features, (int, np.integer, str)):
@@ -733,12 +1180,23 @@ def plot_density(
     idx = [_feature_index(f, names) for f in features]
     if len(idx) not in (1, 2):
         raise ValueError(f"'features' must name one or two features, got {features!r}.")
+    if not 0 < ci_prob < 1:
+        raise ValueError(f"'ci_prob' must be in (0, 1), got {ci_prob}.")
+    em_fit = _em_of(model, em) if result is not None else None
+    if grid_size is None:
+        grid_size = 200 if len(idx) == 1 else 100
     if ax is None:
         ax = _new_axes()
     lo = arr[:, idx].min(axis=0)
     hi = arr[:, idx].max(axis=0)
     pad = 0.1 * np.where(hi > lo, hi - lo, 1.0)
     lo, hi = lo - pad, hi + pad
+
+    draws = None
+    if result is not None:
+        weights, means, chol = result.draws()
+        keep = _subsample(weights.shape[0], n_draws, random_state)
+        draws = _marginal_draws(weights[keep], means[keep], chol[keep], idx)
 
     if len(idx) == 1:
         x = arr[:, idx[0]]
@@ -756,13 +1214,39 @@ def plot_density(
             ),
         )
         grid = np.linspace(lo[0], hi[0], grid_size)
-        total, parts = _marginal_log_density(model, grid[:, None], idx)
+        if draws is None:
+            total, parts = _marginal_log_density(point, grid[:, None], idx)
+            density, components = np.exp(total), np.exp(parts)
+            label = "mixture density"
+        else:
+            total_s, parts_s = _draws_log_density(*draws, grid[:, None])
+            dens_s = np.exp(total_s)
+            density = dens_s.mean(axis=0)
+            components = np.exp(parts_s).mean(axis=0)
+            label = "posterior predictive"
+            tail = (1.0 - ci_prob) / 2.0
+            band_lo, band_hi = np.quantile(dens_s, [tail, 1.0 - tail], axis=0)
+            ax.fill_between(
+                grid,
+                band_lo,
+                band_hi,
+                **_merge(
+                    {
+                        "color": "tab:blue",
+                        "alpha": 0.3,
+                        "linewidth": 0,
+                        "gid": "band",
+                        "label": f"{ci_prob:.0%} credible band",
+                    },
+                    band_kwargs,
+                ),
+            )
         if show_components:
-            colors = _colors(parts.shape[1])
-            for c in range(parts.shape[1]):
+            colors = _colors(components.shape[1])
+            for c in range(components.shape[1]):
                 ax.plot(
                     grid,
-                    np.exp(parts[:, c]),
+                    components[:, c],
                     **_merge(
                         {"color": colors[c], "linestyle": "--", "linewidth": 1.2},
                         component_kwargs,
@@ -770,22 +1254,44 @@ def plot_density(
                 )
         ax.plot(
             grid,
-            np.exp(total),
+            density,
             **_merge(
-                {"color": "black", "linewidth": 2, "label": "mixture density"},
+                {"color": "black", "linewidth": 2, "label": label, "gid": "density"},
                 line_kwargs,
             ),
         )
+        if em_fit is not None:
+            em_total, _ = _marginal_log_density(em_fit, grid[:, None], idx)
+            ax.plot(
+                grid,
+                np.exp(em_total),
+                **_merge(
+                    {
+                        "color": "tab:red",
+                        "linestyle": "-.",
+                        "linewidth": 1.5,
+                        "label": "EM",
+                        "gid": "em",
+                    },
+                    em_kwargs,
+                ),
+            )
         ax.set_xlabel(names[idx[0]])
         ax.set_ylabel("density")
+        if draws is not None or em_fit is not None:
+            ax.legend(fontsize="small")
         return ax
 
     gx = np.linspace(lo[0], hi[0], grid_size)
     gy = np.linspace(lo[1], hi[1], grid_size)
     xx, yy = np.meshgrid(gx, gy)
-    total, _ = _marginal_log_density(
-        model, np.column_stack([xx.ravel(), yy.ravel()]), idx
-    )
+    points = np.column_stack([xx.ravel(), yy.ravel()])
+    if draws is None:
+        total, _ = _marginal_log_density(point, points, idx)
+    else:
+        total_s, _ = _draws_log_density(*draws, points)
+        # log of the posterior predictive density: log mean_s p(x | theta_s)
+        total = logsumexp(total_s, axis=0) - np.log(total_s.shape[0])
     zz = total.reshape(xx.shape)
     ax.scatter(
         arr[:, idx[0]],
@@ -796,15 +1302,32 @@ def plot_density(
     )
     top = zz.max()
     levels = np.linspace(top - 12.0, top, 13)
-    ax.contour(
-        xx,
-        yy,
-        zz,
-        **_merge(
-            {"levels": levels, "cmap": "viridis", "linewidths": 1.0}, contour_kwargs
-        ),
+    style = _merge(
+        {"levels": levels, "cmap": "viridis", "linewidths": 1.0}, contour_kwargs
     )
+    ax.contour(xx, yy, zz, **style)
+    if em_fit is not None:
+        em_total, _ = _marginal_log_density(em_fit, points, idx)
+        em_cs = ax.contour(
+            xx,
+            yy,
+            em_total.reshape(xx.shape),
+            **_merge(
+                {
+                    "levels": style["levels"],
+                    "colors": "black",
+                    "linewidths": 0.7,
+                    "linestyles": "--",
+                },
+                em_kwargs,
+            ),
+        )
+        em_cs.set_gid("em")
     ax.set_xlabel(names[idx[0]])
     ax.set_ylabel(names[idx[1]])
-    ax.set_title("log density")
+    ax.set_title(
+        "log density"
+        if draws is None
+        else "log posterior predictive density" + (" (dashed: EM)" if em_fit else "")
+    )
     return ax

@@ -25,6 +25,8 @@ from bayes_gmm.plots import (
     plot_criteria,
     plot_density,
     plot_pairs,
+    plot_posterior_ellipses,
+    plot_uncertainty,
 )
 from bayes_gmm.selection import fit_em_grid
 
@@ -389,3 +391,347 @@ def test_plot_density_2d_contours(fits, data, ctype, tmp_path):
     xx, yy = np.meshgrid(gx, gy)
     sk = sklearn_copy(model).score_samples(np.column_stack([xx.ravel(), yy.ravel()]))
     np.testing.assert_allclose(max(contours[0].levels), sk.max(), rtol=1e-10)
+
+
+# ================================================================ posterior draws
+# Synthetic "posteriors": EM estimates perturbed draw by draw, wrapped in the
+# DataTree layout of a Bayesian fit. No inference is run, and every figure can
+# be checked against densities computed here with scipy from the same draws.
+S_CHAINS, S_DRAWS = 2, 15
+
+
+def fake_result(model, n_chains=S_CHAINS, n_draws=S_DRAWS, seed=0):
+    """A MixtureResult whose draws scatter around an EM fit."""
+    import xarray as xr
+
+    from bayes_gmm.result import MixtureResult
+
+    rng = np.random.default_rng(seed)
+    k, d = model.means_.shape
+    shape = (n_chains, n_draws)
+    weights = rng.dirichlet(200 * model.weights_, size=shape)
+    means = model.means_ + 0.1 * rng.standard_normal((*shape, k, d))
+    cov = np.asarray(model.covariances_)
+    factor = np.exp(0.1 * rng.standard_normal(shape))
+    covs = cov * factor.reshape(*shape, *([1] * cov.ndim))
+    dims = {
+        "full": ("component", "feature", "feature_bis"),
+        "tied": ("feature", "feature_bis"),
+        "diag": ("component", "feature"),
+        "spherical": ("component",),
+    }[model.covariance_type]
+    features = [f"x{j}" for j in range(d)]
+    post = xr.Dataset(
+        {
+            "weights": (("chain", "draw", "component"), weights),
+            "means": (("chain", "draw", "component", "feature"), means),
+            "covariances": (("chain", "draw", *dims), covs),
+        },
+        coords={
+            "component": np.arange(k),
+            "feature": features,
+            "feature_bis": features,
+        },
+    )
+    tree = xr.DataTree.from_dict({"posterior": post})
+    tree.attrs.update(covariance_type=model.covariance_type, n_components=k)
+    return MixtureResult(tree)
+
+
+def draws_full(result):
+    """Oracle: (S, K) weights, (S, K, D) means, (S, K, D, D) covariances."""
+    post = result.posterior
+    w = post["weights"].values.reshape(-1, result.n_components)
+    s, k = w.shape
+    mu = post["means"].values.reshape(s, k, -1)
+    d = mu.shape[-1]
+    cov = post["covariances"].values.reshape(s, *post["covariances"].shape[2:])
+    ctype = result.covariance_type
+    if ctype == "full":
+        full = cov
+    elif ctype == "tied":
+        full = np.broadcast_to(cov[:, None], (s, k, d, d))
+    elif ctype == "diag":
+        full = cov[..., :, None] * np.eye(d)
+    else:
+        full = cov[..., None, None] * np.eye(d)
+    return w, mu, full
+
+
+def resp_draws(result, X):
+    """Oracle: responsibilities of every draw, (S, N, K), with scipy."""
+    from scipy.stats import multivariate_normal
+
+    w, mu, cov = draws_full(result)
+    dens = np.stack(
+        [
+            np.column_stack(
+                [
+                    w[s, c] * multivariate_normal(mu[s, c], cov[s, c]).pdf(X)
+                    for c in range(w.shape[1])
+                ]
+            )
+            for s in range(w.shape[0])
+        ]
+    )
+    return dens / dens.sum(axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def fakes(fits):
+    return {t: fake_result(fits[t]) for t in TYPES}
+
+
+def by_gid(ax, gid):
+    return [p for p in ax.patches if p.get_gid() == gid]
+
+
+# ------------------------------------------------------- plot_posterior_ellipses
+@pytest.mark.parametrize("ctype", TYPES)
+def test_posterior_ellipses_encode_every_draw(fakes, fits, data, ctype):
+    result = fakes[ctype]
+    ax = plot_posterior_ellipses(result, data, n_draws=None, n_std=1.5, em=fits[ctype])
+    w, mu, cov = draws_full(result)
+    post = by_gid(ax, "posterior")
+    assert len(post) == S_CHAINS * S_DRAWS * K
+    for idx, e in enumerate(post):
+        s, c = divmod(idx, K)
+        np.testing.assert_allclose(e.center, mu[s, c], rtol=1e-12)
+        np.testing.assert_allclose(ellipse_to_cov(e, 1.5), cov[s, c], atol=1e-10)
+    em = by_gid(ax, "em")
+    assert len(em) == K
+    em_cov = full_covariances(fits[ctype])
+    for c, e in enumerate(em):
+        np.testing.assert_allclose(e.center, fits[ctype].means_[c], rtol=1e-12)
+        np.testing.assert_allclose(ellipse_to_cov(e, 1.5), em_cov[c], atol=1e-10)
+        assert e.zorder > post[0].zorder  # EM on top
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), data)
+
+
+def test_posterior_ellipses_subset_of_draws(fakes, data, tmp_path):
+    result = fakes["full"]
+    ax = plot_posterior_ellipses(result, data, n_draws=7, random_state=1)
+    post = by_gid(ax, "posterior")
+    assert len(post) == 7 * K
+    assert by_gid(ax, "em") == []  # a MixtureResult carries no EM fit
+    _, mu, _ = draws_full(result)
+    # every ellipse is centred on a draw of its component, 7 distinct draws
+    chosen = []
+    for idx, e in enumerate(post):
+        s_idx, c = divmod(idx, K)
+        dist = np.linalg.norm(mu[:, c] - e.center, axis=1)
+        assert dist.min() < 1e-12
+        if c == 0:
+            chosen.append(int(dist.argmin()))
+        else:
+            assert int(dist.argmin()) == chosen[s_idx]
+    assert len(set(chosen)) == 7
+    # same seed, same subset
+    again = by_gid(
+        plot_posterior_ellipses(result, data, n_draws=7, random_state=1), "posterior"
+    )
+    assert [e.center for e in again] == [e.center for e in post]
+    render(ax, tmp_path)
+
+
+def test_posterior_ellipses_rejects_point_fits(fits, data):
+    with pytest.raises(TypeError, match="needs posterior draws"):
+        plot_posterior_ellipses(fits["full"], data)
+
+
+def test_posterior_ellipses_of_a_nuts_fit(nuts_fit, separated_2d, tmp_path):
+    X, _, _ = separated_2d
+    ax = plot_posterior_ellipses(
+        nuts_fit, X, n_draws=20, ellipse_kwargs={"linewidth": 2}
+    )
+    assert len(by_gid(ax, "posterior")) == 20 * 2
+    assert all(e.get_linewidth() == 2 for e in by_gid(ax, "posterior"))
+    em = by_gid(ax, "em")  # nuts_fit.em_ by default
+    assert len(em) == 2
+    np.testing.assert_allclose(
+        sorted(e.center[0] for e in em), np.sort(nuts_fit.em_.means_[:, 0])
+    )
+    assert by_gid(plot_posterior_ellipses(nuts_fit, X, em=False), "em") == []
+    with pytest.raises(ValueError, match="at least 2 features"):
+        plot_posterior_ellipses(nuts_fit, X[:, :1])
+    render(ax, tmp_path)
+
+
+# ------------------------------------------------------------- plot_uncertainty
+def scatter_of(ax):
+    return [c for c in ax.collections if isinstance(c, PathCollection)][0]
+
+
+@pytest.mark.parametrize("ctype", ["full", "diag"])
+def test_uncertainty_sd_against_scipy(fakes, data, ctype):
+    result = fakes[ctype]
+    ax = plot_uncertainty(result, data)
+    r = resp_draws(result, data)
+    mean, sd = r.mean(axis=0), r.std(axis=0, ddof=1)
+    expect = sd[np.arange(N), mean.argmax(axis=1)]
+    sc = scatter_of(ax)
+    np.testing.assert_allclose(sc.get_array(), expect, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(sc.get_offsets(), data)
+    # larger sd, larger marker
+    order = np.argsort(expect)
+    assert np.all(np.diff(sc.get_sizes()[order]) >= -1e-9)
+    assert "posterior sd" in ax.figure.axes[-1].get_ylabel()  # the colour bar
+
+
+@pytest.mark.parametrize("kind", ["1-max", "entropy"])
+def test_uncertainty_point_measures(fakes, fits, data, kind):
+    # EM: from sklearn's responsibilities; draws: from their posterior mean
+    em_resp = sklearn_copy(fits["tied"]).predict_proba(data)
+    bayes_resp = resp_draws(fakes["tied"], data).mean(axis=0)
+    for fit, resp in ((fits["tied"], em_resp), (fakes["tied"], bayes_resp)):
+        ax = plot_uncertainty(fit, data, kind, colorbar=False)
+        if kind == "1-max":
+            expect = 1 - resp.max(axis=1)
+        else:
+            expect = -(resp * np.log(np.clip(resp, 1e-300, None))).sum(axis=1)
+        np.testing.assert_allclose(
+            scatter_of(ax).get_array(), expect, rtol=1e-6, atol=1e-10
+        )
+
+
+def test_uncertainty_defaults_errors_and_1d(fits, data, tmp_path):
+    ax = plot_uncertainty(fits["full"], data)  # EM: 1 - max by default
+    assert ax.figure.axes[-1].get_ylabel() == "1 - max responsibility"
+    with pytest.raises(ValueError, match="needs posterior draws"):
+        plot_uncertainty(fits["full"], data, "sd")
+    with pytest.raises(ValueError, match="Valid options"):
+        plot_uncertainty(fits["full"], data, "variance")
+    render(ax, tmp_path)
+    x = data[:, :1]
+    model = GaussianMixtureEM(2, random_state=0).fit(x)
+    ax = plot_uncertainty(model, x, scatter_kwargs={"marker": "s"})
+    offsets = scatter_of(ax).get_offsets()
+    np.testing.assert_allclose(offsets[:, 0], x[:, 0])
+    np.testing.assert_allclose(
+        offsets[:, 1], 1 - sklearn_copy(model).predict_proba(x).max(axis=1)
+    )
+    assert ax.get_ylabel() == "1 - max responsibility"
+
+
+def test_uncertainty_of_a_nuts_fit(nuts_fit, separated_2d, tmp_path):
+    X, _, _ = separated_2d
+    ax = plot_uncertainty(nuts_fit, X)
+    r = resp_draws(nuts_fit.result_, X)
+    expect = r.std(axis=0, ddof=1)[np.arange(len(X)), r.mean(axis=0).argmax(axis=1)]
+    np.testing.assert_allclose(
+        scatter_of(ax).get_array(), expect, rtol=1e-6, atol=1e-12
+    )
+    render(ax, tmp_path)
+
+
+# ---------------------------------------------------- plot_density with draws
+def band_bounds(ax):
+    """Lower and upper edge of the credible band, by x."""
+    (band,) = [c for c in ax.collections if c.get_gid() == "band"]
+    v = band.get_paths()[0].vertices
+    xs = np.unique(v[:, 0])
+    lo = np.array([v[v[:, 0] == x, 1].min() for x in xs])
+    hi = np.array([v[v[:, 0] == x, 1].max() for x in xs])
+    return xs, lo, hi
+
+
+@pytest.mark.parametrize("ctype", TYPES)
+def test_density_band_1d_against_scipy(ctype):
+    x = np.concatenate(
+        [
+            np.random.default_rng(1).normal(-2, 0.6, 80),
+            np.random.default_rng(2).normal(2, 1, 120),
+        ]
+    )
+    em = GaussianMixtureEM(2, covariance_type=ctype, random_state=0).fit(x[:, None])
+    result = fake_result(em)
+    ax = plot_density(result, x, em=em, n_draws=None, grid_size=40, ci_prob=0.8)
+    w, mu, cov = draws_full(result)
+    density = lines_by_label(ax)["posterior predictive"]
+    grid = density.get_xdata()
+    comps = w[:, None, :] * norm.pdf(
+        grid[None, :, None], mu[:, None, :, 0], np.sqrt(cov[:, None, :, 0, 0])
+    )
+    per_draw = comps.sum(axis=-1)  # (S, G)
+    np.testing.assert_allclose(density.get_ydata(), per_draw.mean(axis=0), rtol=1e-10)
+    xs, lo, hi = band_bounds(ax)
+    np.testing.assert_allclose(xs, grid)
+    np.testing.assert_allclose(
+        lo, np.quantile(per_draw, 0.1, axis=0), rtol=1e-10, atol=1e-300
+    )
+    np.testing.assert_allclose(
+        hi, np.quantile(per_draw, 0.9, axis=0), rtol=1e-10, atol=1e-300
+    )
+    assert np.all(lo <= density.get_ydata() + 1e-15)
+    # components: posterior means of the weighted component densities
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 2
+    for c, ln in enumerate(dashed):
+        np.testing.assert_allclose(
+            ln.get_ydata(), comps[..., c].mean(axis=0), rtol=1e-10
+        )
+    (em_line,) = [ln for ln in ax.get_lines() if ln.get_gid() == "em"]
+    sd = np.sqrt(full_covariances(em)[:, 0, 0])
+    np.testing.assert_allclose(
+        em_line.get_ydata(),
+        (em.weights_ * norm.pdf(grid[:, None], em.means_[:, 0], sd)).sum(axis=1),
+        rtol=1e-10,
+    )
+    assert "80% credible band" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_density_band_of_a_nuts_fit_marginal(nuts_fit, separated_2d, tmp_path):
+    X, _, _ = separated_2d
+    ax = plot_density(nuts_fit, X, features=1, n_draws=None, grid_size=30)
+    w, mu, cov = draws_full(nuts_fit.result_)
+    grid = lines_by_label(ax)["posterior predictive"].get_xdata()
+    per_draw = (
+        w[:, None, :]
+        * norm.pdf(
+            grid[None, :, None], mu[:, None, :, 1], np.sqrt(cov[:, None, :, 1, 1])
+        )
+    ).sum(axis=-1)
+    _, lo, hi = band_bounds(ax)
+    np.testing.assert_allclose(
+        lo, np.quantile(per_draw, 0.03, axis=0), rtol=1e-8, atol=1e-300
+    )
+    np.testing.assert_allclose(
+        hi, np.quantile(per_draw, 0.97, axis=0), rtol=1e-8, atol=1e-300
+    )
+    assert len([ln for ln in ax.get_lines() if ln.get_gid() == "em"]) == 1
+    render(ax, tmp_path)
+
+
+def test_density_2d_posterior_predictive_contours(fakes, fits, data, tmp_path):
+    from scipy.stats import multivariate_normal
+
+    result = fakes["full"]
+    ax = plot_density(result, data, em=fits["full"], grid_size=25, n_draws=None)
+    contours = [c for c in ax.collections if hasattr(c, "levels")]
+    assert len(contours) == 2
+    posterior = [c for c in contours if c.get_gid() != "em"][0]
+    lo, hi = data.min(axis=0), data.max(axis=0)
+    pad = 0.1 * (hi - lo)
+    gx = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 25)
+    gy = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 25)
+    pts = np.column_stack([a.ravel() for a in np.meshgrid(gx, gy)])
+    w, mu, cov = draws_full(result)
+    dens = sum(
+        w[s, c] * multivariate_normal(mu[s, c], cov[s, c]).pdf(pts)
+        for s in range(len(w))
+        for c in range(K)
+    ) / len(w)
+    np.testing.assert_allclose(max(posterior.levels), np.log(dens).max(), rtol=1e-10)
+    assert "posterior predictive" in ax.get_title()
+    render(ax, tmp_path)
+
+
+def test_clusters_of_a_result_use_posterior_means(fakes, data):
+    result = fakes["diag"]
+    ax = plot_clusters(result, data, n_std=1)
+    _, _, cov = draws_full(result)
+    mean_cov = result.posterior["covariances"].mean(("chain", "draw")).values
+    for c, e in enumerate(ellipses(ax)):
+        np.testing.assert_allclose(
+            ellipse_to_cov(e, 1), np.diag(mean_cov[c]), atol=1e-10
+        )
