@@ -35,6 +35,10 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PYTEST)
 
+# Warnings are errors; notebooks are rendered from their saved outputs.
+docs: $(STAMP)
+	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html
+
 bench: $(STAMP)
 	$(PY) benchmarks/em_vs_sklearn.py
 
