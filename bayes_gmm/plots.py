@@ -38,6 +38,14 @@ __all__ = [
     "ellipse_geometry",
 ]
 
+#: Display names of the inference methods.
+_METHOD_LABELS = {
+    "em": "EM",
+    "nuts": "NUTS",
+    "advi": "ADVI",
+    "fullrank_advi": "full-rank ADVI",
+}
+
 #: Labels of the criteria panels of :func:`plot_criteria`.
 _CRITERION_LABELS = {
     "aic": "AIC",
@@ -387,6 +395,16 @@ def plot_clusters(
     matplotlib.axes.Axes
         The scatter is ``ax.collections[0]``; the ellipses are
         ``ax.patches`` (K times ``len(n_std)`` of them).
+
+    Examples
+    --------
+    >>> from bayes_gmm import GaussianMixtureEM, make_mixture
+    >>> from bayes_gmm.plots import plot_clusters
+    >>> X, _, _ = make_mixture(100, 2, 2, random_state=0)
+    >>> em = GaussianMixtureEM(2, random_state=0).fit(X)
+    >>> ax = plot_clusters(em, X, n_std=(1, 2))
+    >>> len(ax.patches), ax.collections[0].get_offsets().shape
+    (4, (100, 2))
     """
     model = _point_fit(model)
     arr = _data_array(X)
@@ -491,6 +509,15 @@ def plot_pairs(
     Returns
     -------
     ndarray of Axes, shape (m, m)
+
+    Examples
+    --------
+    >>> from bayes_gmm import GaussianMixtureEM, make_mixture
+    >>> from bayes_gmm.plots import plot_pairs
+    >>> X, _, _ = make_mixture(100, 2, 3, random_state=0)
+    >>> em = GaussianMixtureEM(2, random_state=0).fit(X)
+    >>> plot_pairs(em, X).shape
+    (3, 3)
     """
     arr = _data_array(X)
     d = arr.shape[1]
@@ -773,6 +800,17 @@ def plot_uncertainty(
     matplotlib.axes.Axes
         The scatter is ``ax.collections[0]``; its ``get_array()`` holds the
         measure for every sample.
+
+    Examples
+    --------
+    >>> from bayes_gmm import GaussianMixtureEM, make_mixture
+    >>> from bayes_gmm.plots import plot_uncertainty
+    >>> X, _, _ = make_mixture(100, 2, 2, separation=2.0, random_state=0)
+    >>> em = GaussianMixtureEM(2, random_state=0).fit(X)
+    >>> ax = plot_uncertainty(em, X)  # EM: 1 - max responsibility
+    >>> values = ax.collections[0].get_array()
+    >>> bool(values.min() >= 0 and values.max() <= 0.5)
+    True
     """
     arr = _data_array(X)
     d = arr.shape[1]
@@ -903,6 +941,17 @@ def plot_covariance_types(
     -------
     ndarray of Axes
         One per covariance type, in the order of the grid.
+
+    Examples
+    --------
+    >>> from bayes_gmm import make_mixture
+    >>> from bayes_gmm.plots import plot_covariance_types
+    >>> from bayes_gmm.selection import fit_em_grid
+    >>> X, _, _ = make_mixture(100, 2, 2, random_state=0)
+    >>> grid = fit_em_grid(X, [1, 2], ("full", "spherical"), n_init=1,
+    ...                    random_state=0)
+    >>> [ax.get_title().splitlines()[0] for ax in plot_covariance_types(X, grid)]
+    ['full, K=2', 'spherical, K=2']
     """
     panels = _models_by_type(fits_or_grid, n_components, criterion)
     axes = _axes_array(ax, len(panels), sharex=True, sharey=True)
@@ -940,7 +989,7 @@ def plot_criteria(
     table: pd.DataFrame,
     *,
     criteria: Sequence[str] = ("aic", "bic", "icl"),
-    elpd: Sequence[str] = ("elpd_loo",),
+    elpd: Sequence[str] | None = None,
     ax=None,
     line_kwargs: dict[str, Any] | None = None,
     pick_kwargs: dict[str, Any] | None = None,
@@ -962,10 +1011,15 @@ def plot_criteria(
         ``n_components`` columns.
     criteria : sequence of str, default=("aic", "bic", "icl")
         Deviance-scale criteria to draw (lower is better).
-    elpd : sequence of str, default=("elpd_loo",)
+    elpd : sequence of str, optional
         elpd-scale columns to draw with their ``_se`` (higher is better).
+        Default: ``elpd_loo`` and every ``<method>_elpd_loo`` column (one
+        per Bayesian method, e.g. ``nuts_elpd_loo``) that has its ``_se``;
+        rows where the column is NaN (models a method did not fit) are
+        left out of that panel.
     ax : Axes or array of Axes, optional
-        One Axes per panel; a new 1 x n figure if None.
+        One Axes per panel; a new figure if None (one row of panels, two
+        rows beyond three panels).
     line_kwargs : dict, optional
         Passed to ``ax.plot`` for every type's line.
     pick_kwargs : dict, optional
@@ -981,32 +1035,53 @@ def plot_criteria(
     -------
     ndarray of Axes
         One per panel, criteria first.
-    """
-    from bayes_gmm.selection import best_row
 
+    Examples
+    --------
+    >>> from bayes_gmm import make_mixture
+    >>> from bayes_gmm.plots import plot_criteria
+    >>> from bayes_gmm.selection import fit_em_grid
+    >>> X, _, _ = make_mixture(100, 2, 2, random_state=0)
+    >>> grid = fit_em_grid(X, [1, 2, 3], ("full",), n_init=1, random_state=0)
+    >>> [ax.get_title() for ax in plot_criteria(grid.table)]
+    ['AIC', 'BIC', 'ICL']
+    """
     for col in ("covariance_type", "n_components"):
         if col not in table.columns:
             raise ValueError(f"The table has no {col!r} column.")
+    if elpd is None:
+        elpd = [
+            c
+            for c in table.columns
+            if (c == "elpd_loo" or str(c).endswith("_elpd_loo"))
+            and f"{c}_se" in table.columns
+        ]
     panels = [(c, None) for c in criteria if c in table.columns]
     panels += [
         (e, f"{e}_se")
         for e in elpd
-        if e in table.columns and f"{e}_se" in table.columns
+        if e in table.columns
+        and f"{e}_se" in table.columns
+        and pd.to_numeric(table[e], errors="coerce").notna().any()
     ]
     if not panels:
         raise ValueError(
             f"The table has none of the criteria {list(criteria) + list(elpd)}."
         )
-    axes = _axes_array(ax, len(panels))
+    axes = _axes_array(ax, len(panels), nrows=1 if len(panels) <= 3 else 2)
     types = list(pd.unique(table["covariance_type"]))
     colors = dict(zip(types, _colors(len(types)), strict=True))
     n_types = len(types)
+    k_min = float(table["n_components"].min())
+    k_max = float(table["n_components"].max())
     for a, (name, se_col) in zip(axes, panels, strict=True):
         for t_i, ctype in enumerate(types):
             sub = table[table["covariance_type"] == ctype].sort_values("n_components")
             sub = sub[np.isfinite(pd.to_numeric(sub[name], errors="coerce"))]
             ks = sub["n_components"].to_numpy(dtype=float)
             values = sub[name].to_numpy(dtype=float)
+            if se_col is not None and len(values) == 0:
+                continue  # no Bayesian fit of this type
             if se_col is None:
                 a.plot(
                     ks,
@@ -1034,7 +1109,7 @@ def plot_criteria(
                     ),
                 )
         try:
-            ctype, k = best_row(table, name)
+            ctype, k = _pick(table, name, se_col is not None)
         except ValueError:
             pass  # no finite value: nothing to mark
         else:
@@ -1061,13 +1136,37 @@ def plot_criteria(
         if focus:
             _focus_ylim(a, table, name, se_col)
         better = "lower" if se_col is None else "higher"
-        label = _CRITERION_LABELS.get(name, name)
+        label = _criterion_label(name)
         a.set_ylabel(f"{label} ({better} is better)")
         a.set_xlabel("number of components K")
         a.set_title(label if se_col is None else f"{label} (± 1 se)")
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_xlim(k_min - 0.3, k_max + 0.3)  # every panel on the grid's K range
         a.legend(fontsize="small")
     return axes
+
+
+def _criterion_label(name: str) -> str:
+    """'BIC', 'elpd LOO', 'elpd LOO (NUTS)' for 'bic', 'elpd_loo', 'nuts_elpd_loo'."""
+    if name in _CRITERION_LABELS:
+        return _CRITERION_LABELS[name]
+    for base, label in _CRITERION_LABELS.items():
+        if name.endswith("_" + base):
+            method = name[: -len(base) - 1]
+            return f"{label} ({_METHOD_LABELS.get(method, method)})"
+    return name
+
+
+def _pick(table: pd.DataFrame, name: str, higher: bool) -> tuple[str, int]:
+    """The model a column picks (selection's rule: ties go to fewer parameters)."""
+    from bayes_gmm.selection import best_row
+
+    if name in ("aic", "bic", "icl", "elpd_loo", "elpd_waic"):
+        return best_row(table, name)
+    # a per-method column: apply the rule of the criterion it holds
+    proxy = "elpd_loo" if higher else "bic"
+    renamed = table.drop(columns=[proxy], errors="ignore").rename(columns={name: proxy})
+    return best_row(renamed, proxy)
 
 
 def _focus_ylim(ax, table, name, se_col):
@@ -1167,6 +1266,18 @@ def plot_density(
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bayes_gmm import GaussianMixtureEM
+    >>> from bayes_gmm.plots import plot_density
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.normal(-2, 1, 60), rng.normal(3, 1, 40)])
+    >>> em = GaussianMixtureEM(2, random_state=0).fit(x[:, None])
+    >>> ax = plot_density(em, x)
+    >>> [line.get_label() for line in ax.get_lines()][-1]
+    'mixture density'
     """
     arr = _data_array(X)
     d = arr.shape[1]
