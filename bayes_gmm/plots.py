@@ -199,7 +199,10 @@ def _axes_array(ax, n: int, nrows: int = 1, **subplots_kwargs) -> np.ndarray:
         axes = _new_axes(
             nrows, int(np.ceil(n / nrows)), squeeze=False, **subplots_kwargs
         )
-        return np.asarray(axes).ravel()
+        axes = np.asarray(axes).ravel()
+        for spare in axes[n:]:
+            spare.remove()  # an incomplete last row
+        return axes[:n]
     axes = np.atleast_1d(np.asarray(ax, dtype=object)).ravel()
     if axes.size != n:
         raise ValueError(f"This figure needs {n} Axes, got {axes.size}.")

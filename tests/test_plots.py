@@ -328,6 +328,42 @@ def test_plot_criteria_elpd_panel(grid, tmp_path):
     render(axes, tmp_path)
 
 
+def test_plot_criteria_one_elpd_panel_per_method(grid, tmp_path):
+    t = grid.table.copy()
+    rng = np.random.default_rng(1)
+    nuts_rows = (t["n_components"] >= 2) & t["covariance_type"].isin(["full", "tied"])
+    advi_rows = (t["n_components"] == 3) & (t["covariance_type"] == "full")
+    for method, rows in (("nuts", nuts_rows), ("advi", advi_rows)):
+        t[f"{method}_elpd_loo"] = np.where(
+            rows, -t["bic"] / 2 + rng.normal(size=len(t)), np.nan
+        )
+        t[f"{method}_elpd_loo_se"] = np.where(rows, 2.0, np.nan)
+    axes = plot_criteria(t)
+    assert axes.shape == (5,)  # 3 criteria + 2 elpd panels, in 2 rows
+    assert len(axes[0].figure.axes) == 5  # the spare sixth Axes is removed
+    nuts_ax, advi_ax = axes[3], axes[4]
+    assert nuts_ax.get_title() == "elpd LOO (NUTS) (± 1 se)"
+    assert advi_ax.get_title() == "elpd LOO (ADVI) (± 1 se)"
+    # one error bar per covariance type the method fitted, only its rows
+    nuts_bars = [c for c in nuts_ax.containers if isinstance(c, ErrorbarContainer)]
+    assert sorted(c.get_label() for c in nuts_bars) == ["full", "tied"]
+    for c in nuts_bars:
+        sub = t[nuts_rows & (t["covariance_type"] == c.get_label())]
+        np.testing.assert_allclose(c.lines[0].get_ydata(), sub["nuts_elpd_loo"])
+    pick = [ln for ln in nuts_ax.get_lines() if ln.get_gid() == "pick"][0]
+    best = t.loc[t["nuts_elpd_loo"].idxmax()]
+    assert (pick.get_xdata()[0], pick.get_ydata()[0]) == (
+        best["n_components"],
+        best["nuts_elpd_loo"],
+    )
+    assert len([c for c in advi_ax.containers if isinstance(c, ErrorbarContainer)]) == 1
+    # every panel spans the K of the grid, even with one Bayesian point
+    for a in axes[:5]:
+        lo, hi = a.get_xlim()
+        assert lo < 1 and hi > 3
+    render(axes, tmp_path)
+
+
 def test_plot_criteria_errors(grid):
     with pytest.raises(ValueError, match="none of the criteria"):
         plot_criteria(grid.table[["covariance_type", "n_components"]])
