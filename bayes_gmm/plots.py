@@ -32,6 +32,7 @@ __all__ = [
     "plot_pairs",
     "plot_posterior_ellipses",
     "plot_uncertainty",
+    "plot_comparison",
     "plot_covariance_types",
     "plot_criteria",
     "plot_density",
@@ -1187,6 +1188,237 @@ def _focus_ylim(ax, table, name, se_col):
         return
     pad = 0.08 * (hi - lo) if hi > lo else 1.0
     ax.set_ylim(lo - pad, hi + pad)
+
+
+# ------------------------------------------------------------- plot_comparison
+#: Suffixes of the interval bounds a comparison table may use, in order.
+_INTERVAL_SUFFIXES = (
+    ("lower", "upper"),
+    ("ci_lower", "ci_upper"),
+    ("eti_lower", "eti_upper"),
+    ("hdi_lower", "hdi_upper"),
+    ("low", "high"),
+    ("lo", "hi"),
+)
+
+
+def _comparison_layout(table: pd.DataFrame, methods) -> tuple[list, list[str]]:
+    """[(method, estimate, spread, lower, upper)] columns and the row labels.
+
+    Reads the tidy layout of :func:`bayes_gmm.comparison.compare_fits`: an
+    EM estimate (``em`` or ``em_estimate``/``em_mean``) with its bootstrap
+    standard error ``em_se``, and per Bayesian method ``<m>_mean``,
+    ``<m>_sd`` and interval bounds (``<m>_lower``/``<m>_upper`` or
+    ``<m>_ci_lower``/``<m>_ci_upper``, ...). A missing interval is taken as
+    estimate +- 2 sd (or se).
+    """
+    cols = set(map(str, table.columns))
+    if methods is None:
+        methods = []
+        if cols & {"em", "em_estimate", "em_mean"}:
+            methods.append("em")
+        for c in table.columns:
+            c = str(c)
+            if c.endswith("_mean") and not c.startswith("em_"):
+                methods.append(c[: -len("_mean")])
+        methods = list(dict.fromkeys(methods))
+    layout = []
+    for m in methods:
+        est = next((c for c in (f"{m}_mean", f"{m}_estimate", m) if c in cols), None)
+        if est is None:
+            raise ValueError(
+                f"The table has no estimate column for {m!r} ({m}_mean, "
+                f"{m}_estimate or {m}); its columns are {list(table.columns)}."
+            )
+        spread = next((c for c in (f"{m}_sd", f"{m}_se") if c in cols), None)
+        bounds = next(
+            (
+                (f"{m}_{a}", f"{m}_{b}")
+                for a, b in _INTERVAL_SUFFIXES
+                if f"{m}_{a}" in cols and f"{m}_{b}" in cols
+            ),
+            (None, None),
+        )
+        layout.append((m, est, spread, *bounds))
+    if not layout:
+        raise ValueError(
+            "The table has no estimates to compare (expected columns such as "
+            "'em', 'em_se', 'nuts_mean', 'nuts_sd', 'nuts_lower', 'nuts_upper')."
+        )
+    label_col = next((c for c in ("parameter", "name", "label") if c in cols), None)
+    if label_col is not None:
+        labels = [str(v) for v in table[label_col]]
+    else:
+        parts = [
+            c for c in ("variable", "component", "feature", "feature_bis") if c in cols
+        ]
+        if not parts:
+            labels = [str(i) for i in table.index]
+        else:
+            labels = [
+                " ".join(str(row[c]) for c in parts if pd.notna(row[c]))
+                for _, row in table.iterrows()
+            ]
+    return layout, labels
+
+
+def plot_comparison(
+    table: pd.DataFrame,
+    *,
+    methods: Sequence[str] | None = None,
+    scale: str = "sd",
+    ax: Axes | None = None,
+    errorbar_kwargs: dict[str, Any] | None = None,
+    flag_kwargs: dict[str, Any] | None = None,
+) -> Axes:
+    """EM vs NUTS vs ADVI, parameter by parameter, as a forest plot.
+
+    One row per scalar parameter of the comparison table
+    (:func:`~bayes_gmm.comparison.compare_fits`), one marker per method with
+    its interval: the EM estimate +- 2 bootstrap standard errors, and each
+    Bayesian method's posterior mean with its credible interval. Rows the
+    table flags (a boolean column whose name contains ``flag`` or
+    ``outside``) get a red label.
+
+    Parameters have different units (weights, means, covariances), so by
+    default every row is standardised by a reference: the first Bayesian
+    method's posterior mean and sd (EM's estimate and se when there is no
+    Bayesian method). The x axis then reads "how many posterior sds away",
+    the reference sits at 0 with its interval, and the reference mean and
+    sd are written at the right of each row.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        One row per parameter, with a ``parameter`` (or ``name``) column and,
+        per method, an estimate (``em``/``<m>_mean``), a spread (``em_se``/
+        ``<m>_sd``) and interval bounds (``<m>_lower``/``<m>_upper``).
+    methods : sequence of str, optional
+        Methods to draw, in this order (default: every method found, EM
+        first).
+    scale : {"sd", "raw"}, default="sd"
+        ``"sd"``: standardise each row by the reference; ``"raw"``: the
+        parameters in their own units (useful for one kind of parameter).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure (its height grows with the rows) if
+        None.
+    errorbar_kwargs : dict, optional
+        Passed to every ``ax.errorbar`` (one per method, labelled by method).
+    flag_kwargs : dict, optional
+        Text properties of the labels of flagged rows.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax.containers`` holds one ``ErrorbarContainer`` per method; rows
+        run from the top (first table row) down.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from bayes_gmm.plots import plot_comparison
+    >>> table = pd.DataFrame({
+    ...     "parameter": ["weights[0]", "weights[1]"],
+    ...     "em": [0.35, 0.65], "em_se": [0.03, 0.03],
+    ...     "nuts_mean": [0.36, 0.64], "nuts_sd": [0.03, 0.03],
+    ...     "nuts_lower": [0.30, 0.58], "nuts_upper": [0.42, 0.70]})
+    >>> ax = plot_comparison(table, scale="raw")
+    >>> [c.get_label() for c in ax.containers]
+    ['EM', 'NUTS']
+    """
+    if scale not in ("sd", "raw"):
+        raise ValueError(
+            f"Invalid value for 'scale': {scale!r}. Valid options are ['raw', 'sd']."
+        )
+    if len(table) == 0:
+        raise ValueError("The comparison table is empty.")
+    layout, labels = _comparison_layout(table, methods)
+    n = len(table)
+    if ax is None:
+        ax = _new_axes(figsize=(7.5, 1.2 + 0.32 * n))
+    ref = next((item for item in layout if item[0] != "em"), layout[0])
+    if scale == "sd":
+        center = table[ref[1]].to_numpy(dtype=float)
+        spread = (
+            table[ref[2]].to_numpy(dtype=float) if ref[2] is not None else np.ones(n)
+        )
+        spread = np.where(np.isfinite(spread) & (spread > 0), spread, np.nan)
+    else:
+        center, spread = np.zeros(n), np.ones(n)
+    y = np.arange(n)[::-1].astype(float)
+    width = 0.6
+    offsets = (
+        np.linspace(-width / 2, width / 2, len(layout)) if len(layout) > 1 else [0.0]
+    )
+    colors = {"em": "black", "nuts": "tab:blue", "advi": "tab:orange"}
+    markers = {"em": "s", "nuts": "o", "advi": "D", "fullrank_advi": "^"}
+    for (m, est, sd_col, lo_col, hi_col), dy in zip(layout, offsets, strict=True):
+        value = table[est].to_numpy(dtype=float)
+        if lo_col is not None:
+            lo = table[lo_col].to_numpy(dtype=float)
+            hi = table[hi_col].to_numpy(dtype=float)
+        elif sd_col is not None:
+            sd = table[sd_col].to_numpy(dtype=float)
+            lo, hi = value - 2 * sd, value + 2 * sd
+        else:
+            lo = hi = value
+        z, zlo, zhi = ((v - center) / spread for v in (value, lo, hi))
+        xerr = np.vstack([np.clip(z - zlo, 0, None), np.clip(zhi - z, 0, None)])
+        ax.errorbar(
+            z,
+            y - dy,
+            xerr=np.nan_to_num(xerr),
+            **_merge(
+                {
+                    "fmt": markers.get(m, "o"),
+                    "color": colors.get(m, None),
+                    "capsize": 2,
+                    "markersize": 5,
+                    "linewidth": 1.2,
+                    "label": _METHOD_LABELS.get(m, m),
+                },
+                errorbar_kwargs,
+            ),
+        )
+    flags = [
+        c
+        for c in table.columns
+        if table[c].dtype == bool and ("flag" in str(c) or "outside" in str(c))
+    ]
+    flagged = table[flags].any(axis=1).to_numpy() if flags else np.zeros(n, bool)
+    ax.set_yticks(y, labels)
+    for tick, bad in zip(ax.get_yticklabels(), flagged, strict=True):
+        if bad:
+            tick.update(_merge({"color": "#b00020", "fontweight": "bold"}, flag_kwargs))
+    ax.set_ylim(-0.8, n - 0.2)
+    if scale == "sd":
+        ax.axvline(0.0, color="0.6", linewidth=0.8, zorder=0)
+        name = _METHOD_LABELS.get(ref[0], ref[0])
+        what = "se" if ref[0] == "em" else "posterior sd"
+        ax.set_xlabel(f"difference from the {name} estimate, in {name} {what}s")
+        for yi, c, s in zip(y, center, spread, strict=True):
+            ax.annotate(
+                f"{c:.4g} \u00b1 {s:.2g}",
+                xy=(1.0, yi),
+                xycoords=("axes fraction", "data"),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="x-small",
+                color="0.35",
+            )
+    else:
+        ax.set_xlabel("value")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(
+        fontsize="small",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.7 / (1.2 + 0.32 * n) - 0.06),
+        ncol=len(layout),
+        frameon=False,
+    )
+    ax.set_title("parameters by method (bars: EM \u00b1 2 se, posterior intervals)")
+    return ax
 
 
 # ---------------------------------------------------------------- plot_density

@@ -21,6 +21,7 @@ from bayes_gmm import GaussianMixtureEM, make_mixture
 from bayes_gmm.plots import (
     ellipse_geometry,
     plot_clusters,
+    plot_comparison,
     plot_covariance_types,
     plot_criteria,
     plot_density,
@@ -771,3 +772,90 @@ def test_clusters_of_a_result_use_posterior_means(fakes, data):
         np.testing.assert_allclose(
             ellipse_to_cov(e, 1), np.diag(mean_cov[c]), atol=1e-10
         )
+
+
+# -------------------------------------------------------------- plot_comparison
+def comparison_table():
+    """A table in compare_fits' layout, with values chosen here."""
+    rng = np.random.default_rng(3)
+    value = np.array([0.4, 0.6, -1.0, 2.5, 30.0, 0.7])
+    sd = np.array([0.03, 0.03, 0.1, 0.2, 2.0, 0.05])
+    t = pd.DataFrame(
+        {
+            "parameter": [f"p{i}" for i in range(6)],
+            "em": value + rng.normal(0, 1, 6) * sd,
+            "em_se": 0.9 * sd,
+            "nuts_mean": value,
+            "nuts_sd": sd,
+            "nuts_lower": value - 1.8 * sd,
+            "nuts_upper": value + 2.1 * sd,
+            "advi_mean": value + 0.3 * sd,
+            "advi_sd": 0.5 * sd,
+            "advi_lower": value - 0.5 * sd,
+            "advi_upper": value + 1.1 * sd,
+        }
+    )
+    t["flag_em_outside"] = [False, False, True, False, False, False]
+    return t
+
+
+def bars(container):
+    """x of the markers and the (left, right) ends of the horizontal bars."""
+    x = container.lines[0].get_xdata()
+    segs = container.lines[2][0].get_segments()
+    return np.asarray(x), np.array([[s[0][0], s[1][0]] for s in segs])
+
+
+def test_plot_comparison_standardised_against_hand_values(tmp_path):
+    t = comparison_table()
+    ax = plot_comparison(t)
+    em, nuts, advi = ax.containers
+    assert [c.get_label() for c in ax.containers] == ["EM", "NUTS", "ADVI"]
+    mu, sd = t["nuts_mean"].to_numpy(), t["nuts_sd"].to_numpy()
+    x, ends = bars(em)
+    np.testing.assert_allclose(x, (t["em"] - mu) / sd, rtol=1e-12)
+    np.testing.assert_allclose(ends[:, 0], (t["em"] - 2 * t["em_se"] - mu) / sd)
+    np.testing.assert_allclose(ends[:, 1], (t["em"] + 2 * t["em_se"] - mu) / sd)
+    x, ends = bars(nuts)
+    np.testing.assert_allclose(x, 0.0, atol=1e-12)
+    np.testing.assert_allclose(ends, np.tile([-1.8, 2.1], (6, 1)), rtol=1e-10)
+    x, ends = bars(advi)
+    np.testing.assert_allclose(x, 0.3, rtol=1e-10)
+    np.testing.assert_allclose(ends, np.tile([-0.5, 1.1], (6, 1)), rtol=1e-10)
+    # rows from the top down, the flagged one in red
+    labels = [lab.get_text() for lab in ax.get_yticklabels()]
+    ys = ax.get_yticks()
+    assert [lab for _, lab in sorted(zip(-ys, labels, strict=True))] == list(
+        t["parameter"]
+    )
+    red = [lab.get_text() for lab in ax.get_yticklabels() if lab.get_color() != "black"]
+    assert red == ["p2"]
+    assert "NUTS posterior sds" in ax.get_xlabel()
+    render(ax, tmp_path)
+
+
+def test_plot_comparison_raw_and_choice_of_methods():
+    t = comparison_table()
+    ax = plot_comparison(t, scale="raw", methods=["em", "advi"])
+    em, advi = ax.containers
+    np.testing.assert_allclose(bars(em)[0], t["em"])
+    np.testing.assert_allclose(bars(advi)[1], t[["advi_lower", "advi_upper"]])
+    # without interval columns, +- 2 sd
+    ax = plot_comparison(t.drop(columns=["advi_lower", "advi_upper"]), scale="raw")
+    ends = bars(ax.containers[2])[1]
+    np.testing.assert_allclose(ends[:, 0], t["advi_mean"] - 2 * t["advi_sd"])
+    # EM alone: standardised by its own se
+    ax = plot_comparison(t[["parameter", "em", "em_se"]])
+    np.testing.assert_allclose(bars(ax.containers[0])[1], np.tile([-2, 2], (6, 1)))
+
+
+def test_plot_comparison_errors():
+    t = comparison_table()
+    with pytest.raises(ValueError, match="Valid options are"):
+        plot_comparison(t, scale="log")
+    with pytest.raises(ValueError, match="empty"):
+        plot_comparison(t.iloc[:0])
+    with pytest.raises(ValueError, match="no estimate column for 'pathfinder'"):
+        plot_comparison(t, methods=["pathfinder"])
+    with pytest.raises(ValueError, match="no estimates to compare"):
+        plot_comparison(t[["parameter"]])
