@@ -555,7 +555,8 @@ class _DesignKernel:
         self.d = n_features
         k, m = weights_matrix.shape
         self.stats = np.zeros((k, m))
-        self.row_floats = m + k
+        # The design is read by two GEMMs (and packed by each): count it twice.
+        self.row_floats = 2 * m + k
 
     def allocate(self, rows):
         m_cols = self.w.shape[1]
@@ -672,7 +673,8 @@ class _FullExact:
         )[:, None]
         self.s1 = np.zeros((k, d + 1))  # first moments and soft counts
         self.sxx = np.zeros((k * d, d))
-        self.row_floats = k * d + d + k
+        # y is written by the E-step GEMM, then rewritten as r x for the M-step.
+        self.row_floats = 2 * k * d + d + k
 
     def allocate(self, rows):
         self.xa = np.empty((rows, self.d + 1))

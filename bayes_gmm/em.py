@@ -53,12 +53,13 @@ logger = logging.getLogger("bayes_gmm")
 
 
 _EPS = np.finfo(np.float64).eps
-# Floats of all per-chunk temporaries together: 512 KiB, so that a chunk's
-# working set stays in a core's L2 cache (measured: chunks that spill to L3
-# make the fused pass up to 2x slower; smaller ones pay Python overhead).
-_CHUNK_FLOATS = 2**16
+# Budget for a chunk's temporaries, in floats (1 MiB; kernels count what they
+# touch per row, see ``row_floats``): a chunk then stays in a core's L2 cache
+# (measured: chunks that spill to L3 make the fused pass up to 2x slower),
+# while each chunk's ~25 numpy calls (~50 us) stay a small part of its time.
+_CHUNK_FLOATS = 2**17
 # Fewest rows per chunk whatever the temporaries (per-chunk overhead).
-_MIN_CHUNK = 64
+_MIN_CHUNK = 128
 # log(1e-200): smaller responsibilities are set to zero (see _normalise_columns).
 _LOG_TINY = -460.5
 
