@@ -398,7 +398,12 @@ def compare_fits(
         the two point-estimate (posterior-mean) mixtures, with Monte Carlo
         standard errors (:func:`mixture_divergence`).
         ``df.attrs["alignment"]`` gives each fit's permutation (relabelled
-        component j is the fit's component ``perm[j]``).
+        component j is the fit's component ``perm[j]``);
+        ``df.attrs["sd_ratio"]`` gives, for every Bayesian fit after the
+        first, the median of ``<name>_sd_ratio`` and the share of parameters
+        whose sd is smaller than the first Bayesian fit's (the
+        under-dispersion of mean-field ADVI shows as values below 1 and
+        above 0.5).
 
     Raises
     ------
@@ -518,6 +523,13 @@ def compare_fits(
     )
     table.attrs["alignment"] = alignment
     table.attrs["ci_prob"] = ci
+    table.attrs["sd_ratio"] = {
+        f.name: {
+            "median": float(table[f"{f.name}_sd_ratio"].median()),
+            "share_below_1": float((table[f"{f.name}_sd_ratio"] < 1).mean()),
+        }
+        for f in posteriors[1:]
+    }
     n_flagged = int(table["flagged"].sum())
     logger.info(
         "compare_fits: %d parameters, %d flagged, fits %s",
