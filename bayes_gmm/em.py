@@ -445,13 +445,23 @@ class GaussianMixtureEM(DensityMixin, BaseEstimator):
         is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, \
 default="kmeans"
-        How a start is drawn. Every start works on a standardised copy of
-        the data, so it does not depend on the units of the features:
-        ``kmeans`` runs scikit-learn's ``KMeans`` (one k-means++ seeding) on
-        it, ``k-means++`` and ``random_from_data`` pick centres (by k-means++
-        or uniformly) and assign each point to the nearest one, ``random``
-        draws random soft responsibilities. Each start of ``n_init`` gets its
-        own seed, drawn from ``random_state``, so starts differ.
+        How the starts are chosen. None depends on the units of the
+        features: they work on the standardised (or whitened) data.
+        ``kmeans`` (the default) searches for good starts: ``3 n_init``
+        candidate partitions (around random data points, around k-means++
+        seeds, from Ward's clustering of a subsample, and k-means on the
+        whitened data) are screened by a few EM iterations, the best are
+        run to convergence, collapsing (spurious) solutions are set aside,
+        and the best optimum is refined by split-and-merge moves; the
+        ``n_init`` starts are the distinct optima found, best first (see
+        :mod:`bayes_gmm._init`). As they are already converged, the final
+        runs that ``n_iter_`` and ``lower_bounds_`` describe are short. The
+        other options make ``n_init`` independent starts, as scikit-learn
+        but on the standardised data: ``k-means++`` and ``random_from_data``
+        assign each point to the nearest of ``K`` centres (k-means++ seeds
+        or data points drawn uniformly), ``random`` draws random soft
+        responsibilities. Every start gets its own draws from
+        ``random_state``, so starts differ.
     weights_init : array-like of shape (n_components,), default=None
         Initial weights (overrides those of ``init_params``).
     means_init : array-like of shape (n_components, n_features), default=None
@@ -601,13 +611,39 @@ default="kmeans"
 
     # ------------------------------------------------------------------ starts
     def _start(self, X, Z, k, ct, inits, rng):
-        """Parameters that begin one EM run."""
-        if len(inits) == 3:
+        """Parameters that begin one EM run.
+
+        Called once with ``Z=None`` before the runs, it plans this fit's
+        starts: for the default ``init_params="kmeans"`` (and no partial
+        ``*_init``) a :class:`bayes_gmm._init.StartPlan` that searches for
+        them, otherwise the standardised data the independent starts are
+        drawn on (or, when all three ``*_init`` are given, the start they
+        make, for every run). Then it is called once per run with that as
+        ``Z``.
+        """
+        if len(inits) == 3:  # every run starts from the given parameters
             pc = inits["precisions_cholesky"]
             cov = ct.covariances_from_precision_cholesky(pc)
             return MixtureParams(inits["weights"], inits["means"], cov, pc, ct.name)
-        resp = initial_resp(X, Z, k, self.init_params, rng)
-        p = m_step(X, resp, ct.name, self.reg_covar, chunk_size=self.chunk_size)
+        if Z is None:
+            if self.init_params != "kmeans" or inits:
+                return standardise(X)
+            from bayes_gmm._init import StartPlan
+
+            return StartPlan(
+                X,
+                k,
+                ct.name,
+                self.n_init,
+                self.reg_covar,
+                rng,
+                chunk_size=self.chunk_size,
+            )
+        if isinstance(Z, np.ndarray):
+            resp = initial_resp(X, Z, k, self.init_params, rng)
+            p = m_step(X, resp, ct.name, self.reg_covar, chunk_size=self.chunk_size)
+        else:
+            p = Z.next()
         weights = inits.get("weights", p.weights)
         means = inits.get("means", p.means)
         if "precisions_cholesky" in inits:
@@ -667,7 +703,7 @@ default="kmeans"
         rng = check_random_state(self.random_state)
         n_init = self.n_init if do_init else 1
         level = logging.INFO if self.verbose else logging.DEBUG
-        Z = standardise(X) if do_init and len(inits) < 3 else None
+        Z = self._start(X, None, k, ct, inits, rng) if do_init else None
 
         best = None
         finals = []
