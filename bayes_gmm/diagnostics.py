@@ -988,11 +988,13 @@ def _pareto_k_check(result) -> Check:
             f"PSIS-LOO could not be computed: {type(exc).__name__}: {exc}",
             "Check that the result has a log_likelihood group.",
         )
-    k = np.asarray(loo.pareto_k.values, dtype=float)
+    k = np.asarray(loo.pareto_k.values, dtype=float).ravel()
+    # A NaN k (importance ratios that overflow) is as bad as it gets.
+    k = np.where(np.isnan(k), np.inf, k)
     good = float(loo.good_k)
     n_bad = int(np.sum(k > good))
     n_very = int(np.sum(k > PARETO_K_FAIL))
-    kmax = float(np.nanmax(k))
+    kmax = float(np.max(k))
     status = "ok" if n_bad == 0 else ("fail" if n_very else "warn")
     if status == "ok":
         message = (

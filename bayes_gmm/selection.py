@@ -965,7 +965,8 @@ def _fit_one_bayes(data, ctype, k, method, seed, settings):
     except Exception as exc:  # noqa: BLE001
         row[f"{method}_error"] = f"LOO/WAIC failed: {type(exc).__name__}: {exc}"
         return row, est, None
-    k_values = np.asarray(elpd.pareto_k.values, dtype=float)
+    k_values = np.asarray(elpd.pareto_k.values, dtype=float).ravel()
+    k_values = np.where(np.isnan(k_values), np.inf, k_values)  # NaN k: worst
     row.update(
         {
             f"{method}_elpd_loo": float(elpd.elpd),
@@ -973,7 +974,7 @@ def _fit_one_bayes(data, ctype, k, method, seed, settings):
             f"{method}_p_loo": float(elpd.p),
             f"{method}_good_k": float(elpd.good_k),
             f"{method}_n_bad_k": int(np.sum(k_values > elpd.good_k)),
-            f"{method}_pareto_k_max": float(np.nanmax(k_values)),
+            f"{method}_pareto_k_max": float(np.max(k_values)),
             f"{method}_elpd_waic": w["elpd_waic"],
             f"{method}_elpd_waic_se": w["se"],
             f"{method}_p_waic": w["p_waic"],
