@@ -1,17 +1,32 @@
 """The ``bayes-gmm`` command.
 
-``bayes-gmm fit DATA.csv`` fits Gaussian mixtures by EM for a grid of
-numbers of components and covariance types, prints the table of
-log-likelihood, number of parameters, AIC, BIC and ICL with the model each
-criterion picks, and writes to ``--out`` (default ``report``):
+``bayes-gmm fit DATA.csv`` answers the questions a user brings to a
+mixture model - how many components, which covariance type, how sure can I
+be - for the numeric columns of a CSV file:
 
-* ``criteria.csv`` - the table,
-* ``summary.json`` - settings, picks, the BIC-chosen model's parameters,
-* ``clusters.png`` - the data with the chosen model's 1/2/3-sigma ellipses
-  (``density.png`` for one-column data, and ``pairs.png`` beyond two),
-* ``criteria.png`` - AIC, BIC and ICL against K per covariance type,
-* ``covariance_types.png`` - the best model of each type side by side,
-* ``index.html`` - a self-contained report with the above.
+1. EM for every (covariance type, K) of the grid: log-likelihood, number of
+   parameters, AIC, BIC, ICL and each criterion's pick;
+2. the Bayesian methods asked for (NUTS, ADVI) for the *leading candidates*
+   only - the best few models by EM BIC (``--candidates``, default NUTS for
+   the best 2 and ADVI for the best 3), because each NUTS model costs a
+   compile of tens of seconds - with LOO and WAIC for each, and a verdict
+   on whether BIC and LOO agree;
+3. for the BIC-chosen model: EM standard errors (bootstrap), posterior
+   means, sds and intervals of every method side by side, and a diagnosis
+   of every fit.
+
+It prints the data summary, the criteria table and the picks, and writes
+to ``--out`` (default ``report``):
+
+* ``index.html`` - a self-contained report (figures embedded),
+* ``criteria.csv`` - the selection table (EM criteria, and elpd columns for
+  the candidates fitted by Bayesian methods),
+* ``parameters.csv`` - the chosen model's parameters by every method,
+* ``posterior_<method>_<type>_K<k>.nc`` - every Bayesian fit
+  (:meth:`bayes_gmm.result.MixtureResult.to_netcdf`; load it back with
+  ``MixtureResult.from_netcdf``),
+* ``summary.json`` - settings, picks, verdict, the chosen model, timings,
+* the figures as PNG files.
 
 ``bayes-gmm demo`` does the same on the bundled Old Faithful data.
 
@@ -33,8 +48,11 @@ import tempfile
 import time
 import traceback
 import warnings
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,6 +70,18 @@ logger = logging.getLogger("bayes_gmm")
 _MARKER = "bayes_gmm_report"
 
 _DEFAULT_TYPES = "full,tied,diag,spherical"
+#: Inference methods the command knows (EM plus those of GaussianMixtureBayes).
+_METHODS = ("em", "nuts", "advi", "fullrank_advi")
+_DEFAULT_METHODS = "em,nuts,advi"
+# Defaults chosen so that `make demo` stays well within 10 minutes on a busy
+# 2-core machine with nothing cached (see the timing notes in the README):
+# every NUTS model compiles once (40-80 s), ADVI costs one optimisation each.
+_DEFAULT_CANDIDATES = "nuts=2,advi=3"
+_DEFAULT_DRAWS = 500
+_DEFAULT_TUNE = 500
+_DEFAULT_CHAINS = 4
+_DEFAULT_N_BOOT = 200
+_DEFAULT_CI_PROB = 0.94
 
 
 class InputError(Exception):
@@ -71,7 +101,9 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="bayes-gmm",
         description=(
             "Gaussian mixtures by EM across numbers of components and "
-            "covariance types: criteria table, picks, figures and a report."
+            "covariance types, and by NUTS and ADVI for the leading candidates: "
+            "criteria table, picks, BIC vs LOO, EM vs posterior, diagnostics, "
+            "figures and a self-contained HTML report."
         ),
     )
     sub = parser.add_subparsers(dest="command", metavar="{fit,demo}", required=True)
@@ -97,6 +129,60 @@ def _build_parser() -> argparse.ArgumentParser:
             default=10,
             metavar="N",
             help="EM starts per model, the best is kept (default: 10)",
+        )
+        p.add_argument(
+            "--methods",
+            default=_DEFAULT_METHODS,
+            metavar="LIST",
+            help="comma-separated inference methods among "
+            f"{list(_METHODS)}; EM is always fitted, it ranks the candidates "
+            f"(default: {_DEFAULT_METHODS})",
+        )
+        p.add_argument(
+            "--candidates",
+            default=_DEFAULT_CANDIDATES,
+            metavar="SPEC",
+            help="how many of the best models by EM BIC each Bayesian method "
+            "fits: one number for all, or per method as 'nuts=2,advi=3' "
+            f"(default: {_DEFAULT_CANDIDATES})",
+        )
+        p.add_argument(
+            "--draws",
+            type=int,
+            default=_DEFAULT_DRAWS,
+            metavar="N",
+            help="posterior draws per chain (ADVI: draws of the approximation) "
+            f"(default: {_DEFAULT_DRAWS})",
+        )
+        p.add_argument(
+            "--tune",
+            type=int,
+            default=_DEFAULT_TUNE,
+            metavar="N",
+            help=f"NUTS warm-up iterations per chain (default: {_DEFAULT_TUNE})",
+        )
+        p.add_argument(
+            "--chains",
+            type=int,
+            default=_DEFAULT_CHAINS,
+            metavar="N",
+            help=f"NUTS chains (default: {_DEFAULT_CHAINS})",
+        )
+        p.add_argument(
+            "--n-boot",
+            type=int,
+            default=_DEFAULT_N_BOOT,
+            metavar="N",
+            help="bootstrap replicates for the EM standard errors of the chosen "
+            f"model; 0 for none (default: {_DEFAULT_N_BOOT})",
+        )
+        p.add_argument(
+            "--ci-prob",
+            type=float,
+            default=_DEFAULT_CI_PROB,
+            metavar="P",
+            help="probability of the credible intervals and bands "
+            f"(default: {_DEFAULT_CI_PROB})",
         )
         p.add_argument(
             "--seed",
@@ -137,7 +223,8 @@ def _build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser(
         "fit",
         help="fit a CSV file",
-        description="Fit Gaussian mixtures by EM to the numeric columns of a CSV file.",
+        description="Fit Gaussian mixtures by EM (and NUTS/ADVI for the leading "
+        "candidates) to the numeric columns of a CSV file.",
     )
     fit.add_argument("data", metavar="DATA.csv", help="CSV file with a header row")
     fit.add_argument(
@@ -149,7 +236,8 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="run on the bundled Old Faithful data",
-        description="Fit Gaussian mixtures by EM to the bundled Old Faithful data "
+        description="Fit Gaussian mixtures by EM, NUTS and ADVI to the bundled Old "
+        "Faithful data "
         "(272 eruptions: eruption time and waiting time, in minutes).",
     )
     common(demo)
@@ -265,8 +353,21 @@ def _settings(args, n_samples: int) -> dict:
             f"{sorted(COVARIANCE_TYPES)}"
         )
     types = list(dict.fromkeys(types))
-    if args.n_init < 1:
-        raise InputError(f"--n-init must be >= 1, got {args.n_init}")
+    methods = _parse_methods(args.methods)
+    candidates = _parse_candidates(args.candidates, methods)
+    for name, minimum in (
+        ("n_init", 1),
+        ("draws", 1),
+        ("tune", 0),
+        ("chains", 1),
+        ("n_boot", 0),
+    ):
+        value = getattr(args, name)
+        if value < minimum:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(f"{flag} must be >= {minimum}, got {value}")
+    if not 0 < args.ci_prob < 1:
+        raise InputError(f"--ci-prob must be between 0 and 1, got {args.ci_prob}")
     if args.threads < 1:
         raise InputError(f"--threads must be >= 1, got {args.threads}")
     if n_samples < 2:
@@ -282,7 +383,56 @@ def _settings(args, n_samples: int) -> dict:
         "n_init": args.n_init,
         "seed": args.seed,
         "standardize": bool(args.standardize),
+        "methods": methods,
+        "candidates": candidates,
+        "draws": args.draws,
+        "tune": args.tune,
+        "chains": args.chains,
+        "n_boot": args.n_boot,
+        "ci_prob": args.ci_prob,
     }
+
+
+def _parse_methods(spec: str) -> list[str]:
+    """The inference methods asked for, EM first (always fitted)."""
+    names = [m.strip().lower() for m in spec.split(",") if m.strip()]
+    unknown = [m for m in names if m not in _METHODS]
+    if unknown or not names:
+        raise InputError(f"bad --methods {spec!r}: valid methods are {list(_METHODS)}")
+    return ["em"] + [m for m in dict.fromkeys(names) if m != "em"]
+
+
+def _parse_candidates(spec: str, methods: Sequence[str]) -> dict[str, int]:
+    """Number of leading models per Bayesian method: '3' or 'nuts=2,advi=3'."""
+    bayes = [m for m in methods if m != "em"]
+    text = spec.strip()
+    try:
+        if "=" not in text:
+            n = int(text)
+            out = dict.fromkeys(bayes, n)
+        else:
+            out = {}
+            for part in text.split(","):
+                name, _, value = part.partition("=")
+                name = name.strip().lower()
+                if name not in _METHODS or name == "em":
+                    raise InputError(
+                        f"bad --candidates {spec!r}: {name!r} is not a Bayesian "
+                        f"method; valid: {[m for m in _METHODS if m != 'em']}"
+                    )
+                out[name] = int(value)
+            # methods asked for but not named get the largest count given
+            default = max(out.values())
+            out = {m: out.get(m, default) for m in bayes}
+    except ValueError:
+        raise InputError(
+            f"bad --candidates {spec!r}: expected a number or "
+            "'method=number,...' such as 'nuts=2,advi=3'"
+        ) from None
+    negative = {m: n for m, n in out.items() if n < 0}
+    if negative:
+        raise InputError(f"bad --candidates {spec!r}: counts must be >= 0")
+    return out
 
 
 # --------------------------------------------------------------------- output
@@ -342,8 +492,211 @@ def _staging_dir(out: Path):
         shutil.rmtree(old, ignore_errors=True)
 
 
+# ------------------------------------------------------------- bayesian fits
+@dataclass
+class _BayesFit:
+    """One Bayesian fit of a candidate model (or the error that stopped it)."""
+
+    method: str
+    covariance_type: str
+    n_components: int
+    random_state: int
+    fit: Any = None
+    error: str | None = None
+    seconds: float = float("nan")
+    inference: dict = field(default_factory=dict)
+    save_error: str | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.covariance_type, self.n_components)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.covariance_type} K={self.n_components}"
+
+    @property
+    def filename(self) -> str:
+        return f"posterior_{self.method}_{self.covariance_type}_K{self.n_components}.nc"
+
+
+def _shortlist(table: pd.DataFrame, n: int) -> list[tuple[str, int]]:
+    """The ``n`` best models by EM BIC (distinct models, failed rows skipped).
+
+    Rows whose BIC ties the previous one within 1e-9 (the full, diag and
+    spherical fits of one-dimensional data are one model) count once, as the
+    type with fewer parameters.
+    """
+    ok = table[table["error"].isna() & np.isfinite(table["bic"].astype(float))]
+    ok = ok.sort_values(["bic", "n_parameters"], kind="stable")
+    out: list[tuple[str, int]] = []
+    last = None
+    for _, row in ok.iterrows():
+        if len(out) >= n:
+            break
+        bic = float(row["bic"])
+        if last is not None and abs(bic - last) <= 1e-9 * max(1.0, abs(last)):
+            continue
+        out.append((str(row["covariance_type"]), int(row["n_components"])))
+        last = bic
+    return out
+
+
+def _bayes_seed(seed: int, method: str, covariance_type: str, k: int) -> int:
+    """Seed of one Bayesian fit, independent of the other fits of the run."""
+    key = [seed, zlib.crc32(f"{method}:{covariance_type}".encode()), k]
+    return int(np.random.SeedSequence(key).generate_state(1)[0] >> 1)
+
+
+def _fit_bayesian(df, grid, settings, plan, say, progressbar):
+    """Fit every (method, candidate) of ``plan`` and compare all models.
+
+    Returns the :class:`~bayes_gmm.selection.ModelComparison` of the whole
+    grid (the Bayesian columns are filled for the candidates only, NaN
+    elsewhere) and the list of Bayesian fits. Each fit goes through the
+    same code as :func:`~bayes_gmm.selection.compare_models` (LOO, WAIC,
+    divergences, R-hat, stacking weights per method), so the table, the
+    picks and the verdict are those of ``compare_models``; a fit that fails
+    is recorded in its row and the others go on.
+    """
+    from bayes_gmm import selection
+
+    bayes_methods = [m for m in selection.BAYES_METHODS if m in plan]
+    rows = {}
+    for r in grid.table.to_dict("records"):
+        row = {c: v for c, v in r.items() if c not in selection._EM_RENAMES}
+        row.update({new: r[old] for old, new in selection._EM_RENAMES.items()})
+        for m in bayes_methods:
+            row.update(selection._bayes_row(m))
+        rows[(r["covariance_type"], int(r["n_components"]))] = row
+    fit_settings = {
+        "draws": settings["draws"],
+        "tune": settings["tune"],
+        "chains": settings["chains"],
+        "progressbar": progressbar,
+    }
+    fits = []
+    estimators = {("em", *key): model for key, model in grid.fits.items()}
+    loo, stacking = {}, {}
+    total = sum(len(plan[m]) for m in bayes_methods)
+    done = 0
+    for m in bayes_methods:
+        elpds = {}
+        for ctype, k in plan[m]:
+            done += 1
+            item = _BayesFit(m, ctype, k, _bayes_seed(settings["seed"], m, ctype, k))
+            tag = f"[{m} {done}/{total}] {ctype:<9} K={k:<2}"
+            say(f"{tag} fitting ...")
+            t0 = time.perf_counter()
+            row, est, elpd = selection._fit_one_bayes(
+                df, ctype, k, m, item.random_state, fit_settings
+            )
+            item.seconds = time.perf_counter() - t0
+            rows[(ctype, k)].update(row)
+            if est is None:
+                item.error = str(row[f"{m}_error"]).strip().splitlines()[0]
+                say(f"{tag} failed after {item.seconds:.1f} s: {item.error}")
+                fits.append(item)
+                continue
+            item.fit = est
+            estimators[(m, ctype, k)] = est
+            if elpd is not None:
+                elpds[(ctype, k)] = elpd
+                loo[(m, ctype, k)] = elpd
+            try:
+                item.inference = json.loads(est.result_.attrs.get("inference", "{}"))
+            except ValueError:
+                item.inference = {}
+            say(f"{tag} done in {item.seconds:.1f} s{_time_detail(item.inference)}")
+            fits.append(item)
+        result = selection._stacking(m, elpds, rows)
+        if result is not None:
+            stacking[m] = result
+    order = list(rows)
+    table = pd.DataFrame([rows[key] for key in order])
+    em_cols = ["covariance_type", "n_components", "log_likelihood", "n_parameters"]
+    em_cols += ["aic", "bic", "icl", *selection._EM_RENAMES.values()]
+    bayes_cols = [f"{m}_{c}" for m in bayes_methods for c in selection.BAYES_COLUMNS]
+    table = table[em_cols + bayes_cols]
+    comparison = selection.ModelComparison(
+        table=table,
+        fits=estimators,
+        loo=loo,
+        stacking=stacking,
+        methods=("em", *bayes_methods),
+        n_samples=int(df.shape[0]),
+        em_grid=grid,
+    )
+    picked = {key: [] for key in order}
+    for crit, pair in comparison.picks().items():
+        picked[pair].append(crit)
+    table["picked_by"] = [", ".join(picked[key]) for key in order]
+    return comparison, fits
+
+
+def _time_detail(inference: dict) -> str:
+    """Where a Bayesian fit's time went, e.g. ' (compile 61.0 s, sampling 9.8 s)'."""
+    detail = []
+    if "compile_seconds" in inference:
+        detail.append(
+            "compiled model reused"
+            if inference.get("compile_reused")
+            else f"compile {inference['compile_seconds']:.1f} s"
+        )
+    if "sampling_seconds" in inference:
+        detail.append(f"sampling {inference['sampling_seconds']:.1f} s")
+    if "fit_seconds" in inference:
+        detail.append(f"optimisation {inference['fit_seconds']:.1f} s")
+    return f" ({', '.join(detail)})" if detail else ""
+
+
+def _method_column(method: str, name: str) -> str:
+    """Column of the selection table holding ``name`` for one Bayesian method."""
+    return f"{method}_{name}"
+
+
+def _model(key: tuple[str, int]) -> str:
+    return f"{key[0]}, K={key[1]}"
+
+
+# ------------------------------------------------------- the chosen model
+def _chosen_analysis(df, grid, chosen, fits, settings, say) -> dict:
+    """EM bootstrap, parameter comparison and diagnoses of the chosen model."""
+    from bayes_gmm.comparison import compare_fits
+    from bayes_gmm.diagnostics import diagnose
+
+    em = grid.fits[chosen]
+    bayes = [f for f in fits if f.key == chosen and f.fit is not None]
+    out: dict[str, Any] = {"em": em, "bayes": bayes, "bootstrap": None}
+    if settings["n_boot"] > 0:
+        from bayes_gmm.uncertainty import bootstrap_em
+
+        say(f"[bootstrap] {_model(chosen)}: {settings['n_boot']} EM replicates ...")
+        t0 = time.perf_counter()
+        out["bootstrap"] = bootstrap_em(
+            em, df, n_boot=settings["n_boot"], random_state=settings["seed"]
+        )
+        say(f"[bootstrap] done in {time.perf_counter() - t0:.1f} s")
+    em_side = out["bootstrap"] if out["bootstrap"] is not None else em
+    out["comparison"] = compare_fits(
+        em_side,
+        *[f.fit for f in bayes],
+        ci_prob=settings["ci_prob"],
+        random_state=settings["seed"],
+    )
+    diagnoses = {f"em {chosen[0]} K={chosen[1]}": diagnose(em, df)}
+    if out["bootstrap"] is not None:
+        diagnoses[f"bootstrap {chosen[0]} K={chosen[1]}"] = diagnose(out["bootstrap"])
+    for item in fits:
+        if item.fit is not None:
+            diagnoses[item.label] = diagnose(item.fit)
+    out["diagnoses"] = diagnoses
+    return out
+
+
+# --------------------------------------------------------------------- output
 def _format_table(table: pd.DataFrame, picks: dict) -> str:
-    """Plain-text table; ``*`` marks the value of the model a criterion picks."""
+    """Plain-text EM table; ``*`` marks the value of the model a criterion picks."""
     header = ["covariance", "K", "log-lik", "n_par", "AIC", "BIC", "ICL"]
     lines = []
     for _, row in table.iterrows():
@@ -363,8 +716,13 @@ def _format_table(table: pd.DataFrame, picks: dict) -> str:
         else:
             cells.append("")
         lines.append(cells)
-    header = header + [""]
-    header[4:7] = [h + " " for h in header[4:7]]
+    return _columns(header + [""], lines) + (
+        "\n* the model each criterion picks (lowest value)"
+    )
+
+
+def _columns(header, lines) -> str:
+    """Left-align the first and last column, right-align the others."""
     widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
 
     def fmt(cells):
@@ -373,8 +731,33 @@ def _format_table(table: pd.DataFrame, picks: dict) -> str:
         out.append(cells[-1])
         return "  ".join(out).rstrip()
 
-    body = [fmt(header)] + [fmt(c) for c in lines]
-    return "\n".join(body) + "\n* the model each criterion picks (lowest value)"
+    return "\n".join([fmt(header)] + [fmt(c) for c in lines])
+
+
+def _format_bayes_table(table: pd.DataFrame, fits: Sequence[_BayesFit]) -> str:
+    """Plain-text table of the candidates: BIC and elpd_loo +- se per method."""
+    methods = list(dict.fromkeys(f.method for f in fits))
+    keys = list(dict.fromkeys(f.key for f in fits))
+    header = ["covariance", "K", "BIC"] + [f"elpd_loo {m}" for m in methods] + [""]
+    lines = []
+    for ctype, k in keys:
+        row = table[
+            (table["covariance_type"] == ctype) & (table["n_components"] == k)
+        ].iloc[0]
+        cells = [ctype, str(k), _num(row["bic"])]
+        for m in methods:
+            value = row.get(_method_column(m, "elpd_loo"), np.nan)
+            se = row.get(_method_column(m, "elpd_loo_se"), np.nan)
+            err = row.get(_method_column(m, "error"))
+            if isinstance(err, str):
+                cells.append("failed")
+            elif pd.isna(value):
+                cells.append("-")
+            else:
+                cells.append(f"{value:.2f} \u00b1 {se:.2f}")
+        cells.append("")
+        lines.append(cells)
+    return _columns(header, lines) + "\n(elpd: higher is better; BIC: lower)"
 
 
 def _num(value) -> str:
@@ -394,13 +777,93 @@ def _jsonable(value):
         return int(value)
     if isinstance(value, (np.floating, float)):
         return float(value) if np.isfinite(value) else None
+    if value is pd.NA or value is pd.NaT:
+        return None
     return value
 
 
-def _summary(args, source, df, settings, std_info, grid, picks, files, timing):
+def _records(table: pd.DataFrame) -> list[dict]:
+    return table.astype(object).where(table.notna(), None).to_dict(orient="records")
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _preferred_bayes(bayes: Sequence[_BayesFit]):
+    """The Bayesian fit shown in the figures: NUTS if there is one."""
+    order = {m: i for i, m in enumerate(("nuts", "fullrank_advi", "advi"))}
+    ranked = sorted(bayes, key=lambda f: order.get(f.method, len(order)))
+    return ranked[0] if ranked else None
+
+
+def _write_figures(tmp: Path, df, grid, table, picks, chosen, units, settings):
+    """Draw every figure into ``tmp``; return name -> (file name, caption)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never open a window
+    from bayes_gmm import plots
+
+    files: dict[str, str] = {}
+    ctype, k = picks["bic"]
+    em = grid.fits[(ctype, k)]
+    title = f"BIC choice: {ctype}, K={k}{units}"
+    d = df.shape[1]
+    bayes = _preferred_bayes(chosen["bayes"])
+    if d >= 2:
+        ax = plots.plot_clusters(em, df)
+        ax.set_title(
+            title + " (EM)\nellipses: 1, 2, 3 sd; marker size: assignment certainty"
+        )
+        _save(ax.figure, tmp / "clusters.png")
+        files["clusters"] = "clusters.png"
+    if d > 2:
+        axes = plots.plot_pairs(em, df)
+        axes[0, 0].figure.suptitle(title + " (EM)")
+        _save(axes[0, 0].figure, tmp / "pairs.png")
+        files["pairs"] = "pairs.png"
+    axes = plots.plot_criteria(table)
+    axes[0].figure.suptitle(f"Model selection{units}")
+    _save(axes[0].figure, tmp / "criteria.png")
+    files["criteria"] = "criteria.png"
+    if d >= 2 and grid.table["covariance_type"].nunique() > 1:
+        axes = plots.plot_covariance_types(df, grid)
+        _save(axes[0].figure, tmp / "covariance_types.png")
+        files["covariance_types"] = "covariance_types.png"
+    fit = bayes.fit if bayes is not None else em
+    who = f"{bayes.method.upper()}" if bayes is not None else "EM"
+    ax = plots.plot_density(fit, df, ci_prob=settings["ci_prob"])
+    ax.set_title(f"{title} ({who})\n{ax.get_title() or 'density'}")
+    _save(ax.figure, tmp / "density.png")
+    files["density"] = "density.png"
+    if bayes is not None and d >= 2:
+        ax = plots.plot_posterior_ellipses(bayes.fit, df)
+        ax.set_title(f"{title} ({who})\n{ax.get_title()}; dashed: EM")
+        _save(ax.figure, tmp / "posterior_ellipses.png")
+        files["posterior_ellipses"] = "posterior_ellipses.png"
+    ax = plots.plot_uncertainty(fit, df)
+    ax.set_title(f"{title} ({who})\nassignment uncertainty")
+    _save(ax.figure, tmp / "uncertainty.png")
+    files["uncertainty"] = "uncertainty.png"
+    comparison = chosen.get("comparison")
+    if comparison is not None and len(comparison):
+        ax = plots.plot_comparison(comparison)
+        ax.set_title(
+            f"{title}: parameters by method\n(bars: EM \u00b1 2 bootstrap se; "
+            f"posterior {settings['ci_prob']:.0%} intervals)"
+        )
+        _save(ax.figure, tmp / "comparison.png")
+        files["comparison"] = "comparison.png"
+    return files
+
+
+def _summary(args, source, df, settings, std_info, grid, table, picks, extra):
+    """The content of summary.json (also what the HTML report is built from)."""
     from bayes_gmm import __version__
 
-    table = grid.table
     pick_info = {}
     for crit, (ctype, k) in picks.items():
         row = table[(table["covariance_type"] == ctype) & (table["n_components"] == k)]
@@ -410,7 +873,6 @@ def _summary(args, source, df, settings, std_info, grid, picks, files, timing):
             "value": float(row[crit].iloc[0]),
         }
     chosen = grid.fits[picks["bic"]]
-    rows = table.astype(object).where(table.notna(), None).to_dict(orient="records")
     return _jsonable(
         {
             _MARKER: True,
@@ -421,6 +883,15 @@ def _summary(args, source, df, settings, std_info, grid, picks, files, timing):
                 "n_samples": int(df.shape[0]),
                 "columns": list(df.columns),
                 "standardized": bool(args.standardize),
+                "describe": {
+                    c: {
+                        "mean": float(df[c].mean()),
+                        "sd": float(df[c].std()),
+                        "min": float(df[c].min()),
+                        "max": float(df[c].max()),
+                    }
+                    for c in df.columns
+                },
                 **(std_info or {}),
             },
             "settings": settings,
@@ -440,61 +911,64 @@ def _summary(args, source, df, settings, std_info, grid, picks, files, timing):
                     "n_components": r["n_components"],
                     "error": r["error"],
                 }
-                for r in rows
+                for r in _records(grid.table)
                 if r["error"] is not None
             ],
-            "table": rows,
-            "files": files,
-            "timing_seconds": timing,
+            "table": _records(table),
+            **extra,
         }
     )
 
 
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
+def _bayes_summary(fits: Sequence[_BayesFit], plan, verdict, diagnoses, files):
+    """The Bayesian part of summary.json."""
+    return {
+        "candidates": {
+            m: [{"covariance_type": t, "n_components": k} for t, k in models]
+            for m, models in plan.items()
+        },
+        "fits": [
+            {
+                "method": f.method,
+                "covariance_type": f.covariance_type,
+                "n_components": f.n_components,
+                "random_state": f.random_state,
+                "seconds": f.seconds,
+                "inference": f.inference,
+                "error": f.error,
+                "file": files.get(f.label),
+                "save_error": f.save_error,
+                "diagnosis": _diagnosis_status(diagnoses.get(f.label)),
+            }
+            for f in fits
+        ],
+        "verdict": verdict,
+    }
 
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
-
-def _write_figures(tmp: Path, df: pd.DataFrame, grid, picks, units: str) -> dict:
-    """Draw every figure into ``tmp``; return name -> file name."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: never open a window
-    from bayes_gmm import plots
-
-    files = {}
-    ctype, k = picks["bic"]
-    chosen = grid.fits[(ctype, k)]
-    title = f"BIC choice: {ctype}, K={k}{units}"
-    d = df.shape[1]
-    if d >= 2:
-        ax = plots.plot_clusters(chosen, df)
-        ax.set_title(
-            title + "\nellipses: 1, 2, 3 sd; marker size: assignment certainty"
-        )
-        _save(ax.figure, tmp / "clusters.png")
-        files["clusters"] = "clusters.png"
-    else:
-        ax = plots.plot_density(chosen, df)
-        ax.set_title(title)
-        _save(ax.figure, tmp / "density.png")
-        files["density"] = "density.png"
-    if d > 2:
-        axes = plots.plot_pairs(chosen, df)
-        axes[0, 0].figure.suptitle(title)
-        _save(axes[0, 0].figure, tmp / "pairs.png")
-        files["pairs"] = "pairs.png"
-    axes = plots.plot_criteria(grid.table)
-    axes[0].figure.suptitle(f"Information criteria{units}")
-    _save(axes[0].figure, tmp / "criteria.png")
-    files["criteria"] = "criteria.png"
-    if d >= 2 and grid.table["covariance_type"].nunique() > 1:
-        axes = plots.plot_covariance_types(df, grid)
-        _save(axes[0].figure, tmp / "covariance_types.png")
-        files["covariance_types"] = "covariance_types.png"
-    return files
+def _diagnosis_status(diagnosis) -> dict | None:
+    """Worst status and the failing/warning checks of a Diagnosis, if any."""
+    if diagnosis is None:
+        return None
+    checks = getattr(diagnosis, "checks", None)
+    out = {"status": getattr(diagnosis, "status", None), "text": str(diagnosis)}
+    if checks is not None:
+        rows = []
+        for check in checks:
+            get = (
+                check.get
+                if isinstance(check, dict)
+                else lambda name, c=check: getattr(c, name, None)
+            )
+            rows.append(
+                {
+                    "name": get("name"),
+                    "status": get("status"),
+                    "value": _jsonable(get("value")),
+                }
+            )
+        out["checks"] = rows
+    return out
 
 
 # ----------------------------------------------------------------------- main
@@ -509,20 +983,23 @@ def _run(args, out_stream, err_stream) -> int:
         df, std_info = _standardize(df)
     units = " (standardised data)" if args.standardize else ""
 
+    def say(line: str) -> None:
+        if not args.quiet:
+            err_stream.write(line + "\n")
+            err_stream.flush()
+
     def progress(done, total, ctype, k, row):
-        if args.quiet:
-            return
         what = "failed" if row["error"] else f"BIC {row['bic']:.2f}"
-        err_stream.write(
-            f"[{done:>{len(str(total))}}/{total}] {ctype:<9} K={k:<2} {what} "
-            f"({row['fit_time']:.2f} s)\n"
+        say(
+            f"[em {done:>{len(str(total))}}/{total}] {ctype:<9} K={k:<2} {what} "
+            f"({row['fit_time']:.2f} s)"
         )
-        err_stream.flush()
 
     from threadpoolctl import threadpool_limits
 
-    t_fit = time.perf_counter()
+    timing: dict[str, float] = {}
     with threadpool_limits(limits=args.threads):
+        t0 = time.perf_counter()
         try:
             grid = fit_em_grid(
                 df,
@@ -534,73 +1011,179 @@ def _run(args, out_stream, err_stream) -> int:
             )
         except ValueError as exc:  # every model failed: the data cannot be fitted
             raise InputError(str(exc)) from None
-    fit_seconds = time.perf_counter() - t_fit
-    picks = grid.picks()
+        timing["em_grid"] = time.perf_counter() - t0
+        plan = {
+            m: _shortlist(grid.table, n)
+            for m, n in settings["candidates"].items()
+            if n > 0
+        }
+        plan = {m: models for m, models in plan.items() if models}
+        if plan:
+            say(
+                "Bayesian fits for the leading candidates by EM BIC: "
+                + _plan_text(plan)
+            )
+        t0 = time.perf_counter()
+        progressbar = not args.quiet and err_stream.isatty()
+        comparison, fits = _fit_bayesian(df, grid, settings, plan, say, progressbar)
+        timing["bayesian_fits"] = time.perf_counter() - t0
+        table = comparison.table
+        picks = comparison.picks()
+        verdict = []
+        if fits:
+            verdict = [
+                "Bayesian methods were fitted for the leading candidates by EM BIC "
+                f"only ({_plan_text(plan)}); elpd is NaN for the other models."
+            ]
+            verdict += comparison.verdict().splitlines()[1:]
+        t0 = time.perf_counter()
+        chosen = _chosen_analysis(df, grid, picks["bic"], fits, settings, say)
+        timing["chosen_model"] = time.perf_counter() - t0
 
-    print(
-        f"Data: {source}, {df.shape[0]} rows, columns {list(df.columns)}",
-        file=out_stream,
+    _print_results(
+        out_stream,
+        df,
+        source,
+        args,
+        settings,
+        grid,
+        table,
+        picks,
+        fits,
+        plan,
+        verdict,
+        timing,
     )
+
+    t0 = time.perf_counter()
+    with _staging_dir(out) as tmp:
+        table.to_csv(tmp / "criteria.csv", index=False)
+        files = {"criteria_table": "criteria.csv"}
+        if chosen.get("comparison") is not None:
+            chosen["comparison"].to_csv(tmp / "parameters.csv", index=False)
+            files["parameters_table"] = "parameters.csv"
+        for item in fits:
+            if item.fit is None:
+                continue
+            try:
+                item.fit.result_.to_netcdf(tmp / item.filename)
+            except ImportError as exc:
+                # A missing netCDF writer (h5py) must not lose minutes of
+                # sampling: the report is still written and says what to install.
+                item.save_error = (
+                    f"posterior not saved: {exc}. Install the missing package "
+                    "(pip install h5py) to write netCDF files."
+                )
+                say(f"[{item.label}] {item.save_error}")
+                for leftover in tmp.glob(f"{Path(item.filename).stem}*"):
+                    leftover.unlink()
+                continue
+            files[item.label] = item.filename
+        files.update(
+            _write_figures(tmp, df, grid, table, picks, chosen, units, settings)
+        )
+        files["summary"] = "summary.json"
+        files["report"] = "index.html"
+        timing["output"] = time.perf_counter() - t0
+        timing["total"] = time.perf_counter() - t_start
+        extra = {
+            "bayesian": _bayes_summary(fits, plan, verdict, chosen["diagnoses"], files),
+            "files": files,
+            "timing_seconds": timing,
+        }
+        summary = _summary(
+            args, source, df, settings, std_info, grid, table, picks, extra
+        )
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        from bayes_gmm import report
+
+        report.write_report(
+            tmp,
+            summary,
+            table,
+            comparison=chosen.get("comparison"),
+            diagnoses=chosen["diagnoses"],
+        )
+
+    print(f"\nWrote {out}/: " + ", ".join(sorted(set(files.values()))), file=out_stream)
+    print(f"  report: {out / 'index.html'}", file=out_stream)
+    return 0
+
+
+_METHOD_NAMES = {"nuts": "NUTS", "advi": "ADVI", "fullrank_advi": "full-rank ADVI"}
+
+
+def _plan_text(plan) -> str:
+    return "; ".join(
+        f"{_METHOD_NAMES.get(m, m)} for "
+        + ", ".join(f"{t} K={k}" for t, k in models)
+        + f" (the {len(models)} best)"
+        for m, models in plan.items()
+    )
+
+
+def _print_results(
+    stream, df, source, args, settings, grid, table, picks, fits, plan, verdict, timing
+):
+    def p(line=""):
+        print(line, file=stream)
+
+    p(f"Data: {source}, {df.shape[0]} rows, columns {list(df.columns)}")
     if args.standardize:
-        print(
+        p(
             "Standardised: every column was centred on its mean and divided by its "
-            "standard deviation; parameters, criteria and figures are in those units.",
-            file=out_stream,
+            "standard deviation; parameters, criteria and figures are in those units."
         )
     else:
-        print(
+        p(
             "Not standardised: the columns are used in their own units "
-            "(--standardize to change).",
-            file=out_stream,
+            "(--standardize to change)."
         )
-    print(
+    p(
         f"EM, n_init={args.n_init}, seed={args.seed}: "
-        f"{len(grid.table)} models in {fit_seconds:.1f} s "
-        "(lower criteria are better)\n",
-        file=out_stream,
+        f"{len(grid.table)} models in {timing['em_grid']:.1f} s "
+        "(lower criteria are better)\n"
     )
-    print(_format_table(grid.table, picks), file=out_stream)
-    print("", file=out_stream)
-    for crit, (ctype, k) in picks.items():
+    p(_format_table(grid.table, picks))
+    p()
+    for crit in EM_CRITERIA:
+        if crit not in picks:
+            continue
+        ctype, k = picks[crit]
         value = grid.table.loc[
             (grid.table["covariance_type"] == ctype)
             & (grid.table["n_components"] == k),
             crit,
         ].iloc[0]
-        print(
-            f"{crit.upper()} picks {ctype}, K={k} ({crit.upper()} = {value:.2f})",
-            file=out_stream,
-        )
+        p(f"{crit.upper()} picks {ctype}, K={k} ({crit.upper()} = {value:.2f})")
     for _, row in grid.failed.iterrows():
-        print(
-            f"failed: {row['covariance_type']} K={row['n_components']}: {row['error']}",
-            file=out_stream,
+        p(f"failed: {row['covariance_type']} K={row['n_components']}: {row['error']}")
+    if fits:
+        p()
+        p(
+            f"Bayesian fits ({timing['bayesian_fits']:.1f} s): {_plan_text(plan)}; "
+            f"draws={settings['draws']}, tune={settings['tune']}, "
+            f"chains={settings['chains']}\n"
         )
+        p(_format_bayes_table(table, fits))
+        p()
+        for line in verdict:
+            p(line)
 
-    with _staging_dir(out) as tmp:
-        grid.table.to_csv(tmp / "criteria.csv", index=False)
-        files = {"criteria_table": "criteria.csv"}
-        files.update(_write_figures(tmp, df, grid, picks, units))
-        files["summary"] = "summary.json"
-        from bayes_gmm import report
 
-        files["report"] = "index.html"
-        timing = {
-            "em_grid": fit_seconds,
-            "total": time.perf_counter() - t_start,
-        }
-        summary = _summary(
-            args, source, df, settings, std_info, grid, picks, files, timing
-        )
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        report.write_report(tmp, summary, grid.table)
-
-    print(f"\nWrote {out}/: " + ", ".join(sorted(set(files.values()))), file=out_stream)
-    for name in ("clusters", "density", "pairs", "criteria", "covariance_types"):
-        if name in files:
-            print(f"  figure: {out / files[name]}", file=out_stream)
-    print(f"  report: {out / 'index.html'}", file=out_stream)
-    return 0
+@contextlib.contextmanager
+def _quiet_loggers(quiet: bool):
+    """Keep PyMC's and PyTensor's INFO chatter off the terminal (not --verbose)."""
+    names = ("pymc", "pytensor", "nutpie")
+    before = {name: logging.getLogger(name).level for name in names}
+    if quiet:
+        for name in names:
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in before.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -632,7 +1215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Failed and unconverged models are flagged in the printed table.
             if not args.verbose:
                 warnings.simplefilter("ignore", BayesGMMWarning)
-            return _run(args, sys.stdout, sys.stderr)
+                # PyTensor's C backend warns when it finds no BLAS; the numba
+                # path of NUTS does not use it, and the user cannot act on it.
+                warnings.filterwarnings(
+                    "ignore", message="PyTensor could not link to a BLAS"
+                )
+            with _quiet_loggers(not args.verbose):
+                return _run(args, sys.stdout, sys.stderr)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -642,8 +1231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the command's last line of defence
         if args.verbose:
             traceback.print_exc()
+        text = (str(exc).strip().splitlines() or [""])[0]
         print(
-            f"error: unexpected failure ({type(exc).__name__}: {exc}); nothing was "
+            f"error: unexpected failure ({type(exc).__name__}: {text}); nothing was "
             f"written to {args.out}. Run with --verbose for the traceback.",
             file=sys.stderr,
         )

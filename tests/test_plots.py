@@ -859,3 +859,38 @@ def test_plot_comparison_errors():
         plot_comparison(t, methods=["pathfinder"])
     with pytest.raises(ValueError, match="no estimates to compare"):
         plot_comparison(t[["parameter"]])
+
+
+def test_plot_comparison_of_compare_fits_table(nuts_fit, separated_2d, tmp_path):
+    from bayes_gmm.comparison import compare_fits
+    from bayes_gmm.uncertainty import bootstrap_em
+
+    X, _, _ = separated_2d
+    boot = bootstrap_em(nuts_fit.em_, X, n_boot=40, random_state=0)
+    table = compare_fits(boot, nuts_fit, n_samples=500, random_state=0)
+    ax = plot_comparison(table)
+    assert [c.get_label() for c in ax.containers] == ["EM", "NUTS"]
+    assert len(ax.get_yticks()) == len(table)
+    # EM marker: (estimate - posterior mean) / posterior sd, from the table
+    x, ends = bars(ax.containers[0])
+    z = (table["em"] - table["nuts_mean"]) / table["nuts_sd"]
+    np.testing.assert_allclose(x, z, rtol=1e-10)
+    half = 2 * table["em_se"] / table["nuts_sd"]
+    np.testing.assert_allclose(ends[:, 1] - ends[:, 0], 2 * half, rtol=1e-10)
+    flagged = set(table.loc[table["flagged"], "parameter"])
+    red = {lab.get_text() for lab in ax.get_yticklabels() if lab.get_color() != "black"}
+    assert red == flagged
+    render(ax, tmp_path)
+
+
+def test_posterior_ellipses_of_a_bootstrap(fits, data):
+    from bayes_gmm.uncertainty import bootstrap_em
+
+    boot = bootstrap_em(fits["spherical"], data, n_boot=12, random_state=0)
+    ax = plot_posterior_ellipses(boot, data, n_draws=None, em=fits["spherical"])
+    assert len(by_gid(ax, "posterior")) == 12 * K
+    assert len(by_gid(ax, "em")) == K
+    _, mu, cov = draws_full(boot)
+    for idx, e in enumerate(by_gid(ax, "posterior")):
+        s, c = divmod(idx, K)
+        np.testing.assert_allclose(ellipse_to_cov(e, 2.0), cov[s, c], atol=1e-10)
