@@ -633,6 +633,20 @@ def plot_posterior_ellipses(
         The posterior ellipses are the patches with gid ``"posterior"``
         (``n_draws * K`` of them, draw by draw, components in order) and
         the EM ellipses those with gid ``"em"`` (K).
+
+    Examples
+    --------
+    EM bootstrap replicates have the layout of posterior draws:
+
+    >>> from bayes_gmm import GaussianMixtureEM, make_mixture
+    >>> from bayes_gmm.plots import plot_posterior_ellipses
+    >>> from bayes_gmm.uncertainty import bootstrap_em
+    >>> X, _, _ = make_mixture(150, 2, 2, separation=5.0, random_state=0)
+    >>> em = GaussianMixtureEM(2, random_state=0).fit(X)
+    >>> boot = bootstrap_em(em, X, n_boot=20, random_state=0)
+    >>> ax = plot_posterior_ellipses(boot, X, n_draws=10, em=em)
+    >>> [len([p for p in ax.patches if p.get_gid() == g]) for g in ("posterior", "em")]
+    [20, 2]
     """
     result = _require_draws(fit, "plot_posterior_ellipses")
     arr = _data_array(X)
