@@ -714,6 +714,11 @@ class ModelComparison:
                 out.append(f"{name} EM: failed ({row['em_error']})")
             elif not bool(row.get("em_converged", True)):
                 out.append(f"{name} EM: did not converge within max_iter")
+            if bool(row.get("em_collapsed", False)):
+                out.append(
+                    f"{name} EM: a covariance collapsed onto a point or a line "
+                    "(a degenerate optimum; its AIC/BIC/ICL are meaningless)"
+                )
             for m in self.bayes_methods:
                 err = row.get(f"{m}_error")
                 label = f"{name} {_METHOD_NAMES[m]}"
@@ -774,6 +779,12 @@ class ModelComparison:
             if c in picks
         )
         lines.append(f"BIC picks {_label(*bic)} ({others}).")
+        if bool(self._row(*bic).get("em_collapsed", False)):
+            lines.append(
+                f"But the EM fit of {_label(*bic)} is degenerate (a covariance "
+                "collapsed onto a point or a line), so its BIC is meaningless: "
+                "prefer the best model without a collapsed covariance."
+            )
         for m in self.bayes_methods:
             name = _METHOD_NAMES[m]
             key = f"{m}_elpd_loo"
@@ -916,6 +927,13 @@ class _Progress:
         if self._bar is not None:
             self._bar.__exit__(*exc)
         return False
+
+
+def _is_collapsed(model) -> bool:
+    """True if an EM fit has a covariance collapsed onto a point or a line."""
+    from bayes_gmm.diagnostics import _collapsed
+
+    return _collapsed(model).status == "fail"
 
 
 def _make_bayes(k, ctype, method, seed, settings):
@@ -1061,8 +1079,9 @@ def compare_models(
     **Sign convention.** ``elpd_loo`` and ``elpd_waic`` are expected log
     predictive densities: *higher is better*. Beside them, ``looic = -2
     elpd_loo`` and ``waic = -2 elpd_waic`` are on the deviance scale of AIC,
-    BIC and ICL (as in scikit-learn and mclust... with mclust's BIC sign
-    flipped): *lower is better*. :data:`CRITERIA` records each direction.
+    BIC and ICL as scikit-learn reports them: *lower is better* (mclust
+    reports BIC with the opposite sign, higher is better). :data:`CRITERIA`
+    records each direction.
 
     **Pareto k threshold.** ``<method>_n_bad_k`` counts the observations
     whose PSIS Pareto k exceeds ArviZ's ``good_k = min(1 - 1/log10(S),
@@ -1074,9 +1093,11 @@ def compare_models(
     tried at every n_init from 1 to 20 with the default k-means starts;
     with ``init_params="random_from_data"`` it took n_init >= 5 (6, 9, 10
     and 10 of 10 seeds agreed at n_init = 1, 2, 5, 10), and at n_init = 20
-    one seed found a degenerate diag K=6 optimum with a lower BIC (see
-    :func:`bic_pick_stability`). The default ``n_init=10`` is on the safe
-    side.
+    one seed found a degenerate diag K=6 optimum (a component collapsed on
+    seven points that share one waiting time) with a lower BIC, 2304.3
+    against 2314.5 (see :func:`bic_pick_stability`); the table's
+    ``em_collapsed`` column and the verdict flag such fits. The default
+    ``n_init=10`` is on the safe side.
 
     Parameters
     ----------
@@ -1116,7 +1137,10 @@ def compare_models(
         ``.table`` has one row per (covariance_type, n_components):
         ``log_likelihood`` (EM, total), ``n_parameters``, ``aic``, ``bic``,
         ``icl``, ``em_converged``, ``em_n_iter``, ``em_random_state``,
-        ``em_fit_time``, ``em_error``; for each Bayesian method ``m``:
+        ``em_fit_time``, ``em_error``, ``em_collapsed`` (a covariance
+        collapsed onto a point or a line: a degenerate optimum whose
+        criteria mean nothing, see :func:`bayes_gmm.diagnose`); for each
+        Bayesian method ``m``:
         ``m_elpd_loo``, ``m_elpd_loo_se``, ``m_p_loo``, ``m_n_bad_k``,
         ``m_good_k``, ``m_pareto_k_max``, ``m_elpd_waic``,
         ``m_elpd_waic_se``, ``m_p_waic``, ``m_looic``, ``m_looic_se``,
@@ -1209,6 +1233,9 @@ def compare_models(
             for r in grid.table.to_dict("records")
         }
         fits = {("em", *key): model for key, model in grid.fits.items()}
+        for key, row in rows.items():
+            model = grid.fits.get(key)
+            row["em_collapsed"] = bool(model is not None and _is_collapsed(model))
         elpds_all = {}
         stacking = {}
         done = n_models
@@ -1248,6 +1275,7 @@ def compare_models(
         "bic",
         "icl",
         *_EM_RENAMES.values(),
+        "em_collapsed",
     ]
     bayes_cols = [f"{m}_{c}" for m in bayes_methods for c in BAYES_COLUMNS]
     table = table[em_cols + bayes_cols]
