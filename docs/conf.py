@@ -5,15 +5,14 @@ warnings are errors, the notebooks are rendered from their saved outputs
 (never re-executed here) and intersphinx reads the inventories shipped in
 ``docs/_intersphinx`` so that nothing is downloaded.
 
-The API reference (``api.rst``) is written here, at configuration time, from
-``bayes_gmm.__all__``: one autosummary entry per exported name, grouped by the
+The API reference (``api.rst``) is written by this file when the build starts,
+from ``bayes_gmm.__all__``: one autosummary entry per exported name, grouped by the
 module that defines it, so the reference lists exactly the public API.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import re
 from pathlib import Path
 
@@ -155,17 +154,19 @@ def api_page() -> str:
     return "\n".join(parts)
 
 
-def _write_if_changed(path: Path, text: str) -> None:
+def _write_api_page(app) -> None:
+    """Write ``api.rst`` into the source directory before autosummary reads it.
+
+    Also make every exported name resolve to the object the page documents
+    (see :func:`public_objects`) while autodoc imports ``bayes_gmm.<name>``.
+    Both happen only in a Sphinx build, never when this file is imported.
+    """
+    path = Path(app.srcdir) / "api.rst"
+    text = api_page()
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
-
-
-_write_if_changed(HERE / "api.rst", api_page())
-
-# Make every exported name resolve to the object the API page documents (see
-# public_objects) while autodoc imports ``bayes_gmm.<name>``.
-for _name, _obj in public_objects().items():
-    setattr(bayes_gmm, _name, _obj)
+    for name, obj in public_objects().items():
+        setattr(bayes_gmm, name, obj)
 
 
 def _skip_member(app, what, name, obj, skip, options):
@@ -191,10 +192,8 @@ def _escape_type_references(app, what, name, obj, options, lines):
 
 
 def setup(app):
+    # before autosummary generates its stubs (builder-inited, priority 500)
+    app.connect("builder-inited", _write_api_page, priority=100)
     app.connect("autodoc-skip-member", _skip_member)
     # after numpydoc's own autodoc-process-docstring handler (priority 500)
     app.connect("autodoc-process-docstring", _escape_type_references, priority=900)
-
-
-# The notebooks read this when executed; here they are only rendered.
-os.environ.setdefault("BAYES_GMM_FAST", "0")
