@@ -73,9 +73,11 @@ _DEFAULT_TYPES = "full,tied,diag,spherical"
 #: Inference methods the command knows (EM plus those of GaussianMixtureBayes).
 _METHODS = ("em", "nuts", "advi", "fullrank_advi")
 _DEFAULT_METHODS = "em,nuts,advi"
-# Defaults chosen so that `make demo` stays well within 10 minutes on a busy
-# 2-core machine with nothing cached (see the timing notes in the README):
-# every NUTS model compiles once (40-80 s), ADVI costs one optimisation each.
+# Defaults chosen so that `make demo` stays well within 10 minutes on a 2-core
+# machine with nothing cached: every NUTS model compiles once (55-110 s measured
+# with load ~7 on 2 cores), ADVI costs one optimisation each (20-40 s). The demo
+# with these defaults took 6 min 10 s wall (131 s CPU) with fresh PyTensor and
+# numba caches on a 2-core machine shared with other jobs (load ~7).
 _DEFAULT_CANDIDATES = "nuts=2,advi=3"
 _DEFAULT_DRAWS = 500
 _DEFAULT_TUNE = 500
@@ -851,9 +853,9 @@ def _write_figures(tmp: Path, df, grid, table, picks, chosen, units, settings):
     comparison = chosen.get("comparison")
     if comparison is not None and len(comparison):
         ax = plots.plot_comparison(comparison)
-        ax.set_title(
-            f"{title}: parameters by method\n(bars: EM \u00b1 2 bootstrap se; "
-            f"posterior {settings['ci_prob']:.0%} intervals)"
+        ax.figure.suptitle(
+            f"{title}: parameters by method (posterior {settings['ci_prob']:.0%} "
+            "intervals)"
         )
         _save(ax.figure, tmp / "comparison.png")
         files["comparison"] = "comparison.png"
@@ -1070,8 +1072,9 @@ def _run(args, out_stream, err_stream) -> int:
             except ImportError as exc:
                 # A missing netCDF writer (h5py) must not lose minutes of
                 # sampling: the report is still written and says what to install.
+                reason = str(exc).strip().rstrip(".")
                 item.save_error = (
-                    f"posterior not saved: {exc}. Install the missing package "
+                    f"posterior not saved: {reason}. Install the missing package "
                     "(pip install h5py) to write netCDF files."
                 )
                 say(f"[{item.label}] {item.save_error}")

@@ -1281,6 +1281,7 @@ def plot_comparison(
     *,
     methods: Sequence[str] | None = None,
     scale: str = "sd",
+    clip: float | None = 6.0,
     ax: Axes | None = None,
     errorbar_kwargs: dict[str, Any] | None = None,
     flag_kwargs: dict[str, Any] | None = None,
@@ -1313,6 +1314,11 @@ def plot_comparison(
     scale : {"sd", "raw"}, default="sd"
         ``"sd"``: standardise each row by the reference; ``"raw"``: the
         parameters in their own units (useful for one kind of parameter).
+    clip : float or None, default=6.0
+        With ``scale="sd"``, the x axis stops at +- ``clip`` reference sds,
+        so that one far-off fit (a diverged ADVI, say) does not squash the
+        others; an estimate beyond is drawn as an arrow at the edge (gid
+        ``"offscale"``) and listed in the title. None: no limit.
     ax : matplotlib.axes.Axes, optional
         Where to draw; a new figure (its height grows with the rows) if
         None.
@@ -1366,6 +1372,7 @@ def plot_comparison(
     )
     colors = {"em": "black", "nuts": "tab:blue", "advi": "tab:orange"}
     markers = {"em": "s", "nuts": "o", "advi": "D", "fullrank_advi": "^"}
+    offscale = []
     for (m, est, sd_col, lo_col, hi_col), dy in zip(layout, offsets, strict=True):
         value = table[est].to_numpy(dtype=float)
         if lo_col is not None:
@@ -1394,6 +1401,22 @@ def plot_comparison(
                 errorbar_kwargs,
             ),
         )
+        if scale == "sd" and clip is not None:
+            beyond = np.abs(z) > clip
+            if beyond.any():
+                offscale.append(f"{_METHOD_LABELS.get(m, m)}: {int(beyond.sum())}")
+            for side, marker in ((1, ">"), (-1, "<")):
+                heads = beyond & (np.sign(z) == side)
+                if heads.any():
+                    ax.plot(
+                        np.full(int(heads.sum()), side * clip * 0.97),
+                        (y - dy)[heads],
+                        linestyle="none",
+                        marker=marker,
+                        markersize=7,
+                        color=colors.get(m, None),
+                        gid="offscale",
+                    )
     flags = [
         c
         for c in table.columns
@@ -1406,6 +1429,9 @@ def plot_comparison(
             tick.update(_merge({"color": "#b00020", "fontweight": "bold"}, flag_kwargs))
     ax.set_ylim(-0.8, n - 0.2)
     if scale == "sd":
+        if clip is not None:
+            lo_x, hi_x = ax.get_xlim()
+            ax.set_xlim(max(lo_x, -clip), min(hi_x, clip))
         ax.axvline(0.0, color="0.6", linewidth=0.8, zorder=0)
         name = _METHOD_LABELS.get(ref[0], ref[0])
         what = "se" if ref[0] == "em" else "posterior sd"
@@ -1431,7 +1457,10 @@ def plot_comparison(
         ncol=len(layout),
         frameon=False,
     )
-    ax.set_title("parameters by method (bars: EM \u00b1 2 se, posterior intervals)")
+    title = "parameters by method (bars: EM \u00b1 2 se, posterior intervals)"
+    if offscale:
+        title += f"\nbeyond \u00b1{clip:g} sd (arrows): " + ", ".join(offscale)
+    ax.set_title(title)
     return ax
 
 

@@ -849,6 +849,23 @@ def test_plot_comparison_raw_and_choice_of_methods():
     np.testing.assert_allclose(bars(ax.containers[0])[1], np.tile([-2, 2], (6, 1)))
 
 
+def test_plot_comparison_clips_a_far_off_fit():
+    t = comparison_table()
+    t.loc[[1, 4], "advi_mean"] = (
+        t.loc[[1, 4], "nuts_mean"] + [50, -80] * t.loc[[1, 4], "nuts_sd"]
+    )
+    ax = plot_comparison(t, clip=5)
+    assert ax.get_xlim() == (-5, 5)
+    arrows = [ln for ln in ax.get_lines() if ln.get_gid() == "offscale"]
+    assert sorted((ln.get_marker(), len(ln.get_xdata())) for ln in arrows) == [
+        ("<", 1),
+        (">", 1),
+    ]
+    assert "ADVI: 2" in ax.get_title()
+    # no clipping asked: the axis reaches the far estimate
+    assert plot_comparison(t, clip=None).get_xlim()[0] < -80
+
+
 def test_plot_comparison_errors():
     t = comparison_table()
     with pytest.raises(ValueError, match="Valid options are"):
