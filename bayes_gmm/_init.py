@@ -22,10 +22,11 @@ The default, ``init_params="kmeans"``, is a small search rather than
    the standardised data, and Lloyd k-means on the whitened data.
 2. **Screening** ("short EM", Biernacki, Celeux and Govaert 2003). Each
    candidate runs 5 EM iterations. Candidates with a component collapsing
-   onto a few points (smallest variance below ``1e-3`` of the data's, in
-   standardised units: the road to a spurious optimum of the unbounded
-   likelihood, see :class:`_Collapse`) are ranked last, the others by
-   mean log-likelihood.
+   onto a few points (held up by ``reg_covar`` alone, or fewer than 10
+   points narrower than 3% of the data's spread: the road to a spurious
+   optimum of the unbounded likelihood, see :class:`_Collapse`; not tested
+   on data with fewer than ``5 (D + 1)`` rows per component) are ranked
+   last, the others by mean log-likelihood.
 3. **Convergence.** The best candidates, in turn, run to convergence
    (``tol=1e-4``, at most 200 iterations); at most ``m`` of them are run,
    and the distinct optima without a collapsed component are kept.
@@ -261,11 +262,15 @@ class _Collapse:
     Real clusters that tight hold more points (well-separated clusters are
     often that narrow relative to the whole data). Constant columns are left
     out, and data that are themselves flat (collinear columns) are only
-    tested by the second rule.
+    tested by the second rule. With fewer than ``5 (D + 1)`` rows per
+    component nothing is tested: every component of such small data is
+    thin by chance, and a tight cluster on tied values (say, two groups
+    with a constant coordinate each) is as likely structure as artefact.
     """
 
-    def __init__(self, S, reg_covar):
+    def __init__(self, S, reg_covar, n_components):
         sd = S.std(axis=0)
+        self.active = S.shape[0] >= 5 * n_components * (S.shape[1] + 1)
         self.keep = sd > 0
         self.sd = sd[self.keep]
         self.n = S.shape[0]
@@ -274,7 +279,7 @@ class _Collapse:
         self.flat_data = not self.keep.any() or np.linalg.eigvalsh(cov)[0] <= self.floor
 
     def __call__(self, params):
-        if not self.keep.any():
+        if not (self.active and self.keep.any()):
             return False
         from bayes_gmm._covariance import get_covariance_type
 
@@ -405,7 +410,7 @@ class StartPlan:
         S = self._sample()
         if self.k == 1:
             return [self._m_step(S, np.ones((S.shape[0], 1)))]
-        self._collapsing = _Collapse(S, self.reg_covar)
+        self._collapsing = _Collapse(S, self.reg_covar, self.k)
         Z, W = standardise(S), whiten(S)
         kinds = tuple((kind, {"Z": Z, "W": W}[space]) for kind, space in _KINDS)
         # 1. Screen: a short EM from every candidate partition.
