@@ -530,3 +530,27 @@ def test_demo_with_default_settings(tmp_path):
     text = (out / "index.html").read_text()
     assert "<h3>BIC vs LOO</h3>" in text and "<h2>Diagnostics</h2>" in text
     assert summary["picks"]["bic"]["n_components"] in (2, 3)
+
+
+def test_shortlist_skips_failed_rows_and_ties():
+    from bayes_gmm.cli import _parse_candidates, _shortlist
+
+    table = pd.DataFrame(
+        {
+            "covariance_type": ["full", "diag", "spherical", "full", "tied", "full"],
+            "n_components": [2, 2, 2, 3, 3, 4],
+            "n_parameters": [5, 5, 5, 8, 7, 11],
+            # 1-D data: full, diag and spherical K=2 are one model (equal BIC)
+            "bic": [100.0, 100.0, 100.0 * (1 + 1e-12), 101.0, np.nan, 99.0],
+            "error": [None, None, None, None, "ValueError: boom", None],
+        }
+    )
+    assert _shortlist(table, 3) == [("full", 4), ("full", 2), ("full", 3)]
+    assert _shortlist(table, 1) == [("full", 4)]
+    assert _shortlist(table, 10) == [("full", 4), ("full", 2), ("full", 3)]
+    assert _parse_candidates("3", ["em", "nuts", "advi"]) == {"nuts": 3, "advi": 3}
+    assert _parse_candidates("nuts=1", ["em", "nuts", "advi"]) == {
+        "nuts": 1,
+        "advi": 1,
+    }
+    assert _parse_candidates("nuts=2,advi=3", ["em", "advi"]) == {"advi": 3}
