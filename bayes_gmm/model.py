@@ -231,8 +231,8 @@ def build_model(
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(20, 2))
     >>> model = build_model(X, 2, covariance_type="diag")
-    >>> sorted(model.named_vars)[:3]
-    ['covariances', 'means', 'means_z']
+    >>> [rv.name for rv in model.free_RVs]
+    ['weights', 'means_z', 'sds_z']
     """
     X = np.asarray(X, dtype=float)
     n, d = X.shape

@@ -32,19 +32,7 @@ MISSING_EXAMPLES = {
 
 # Examples whose documented output is wrong (bugs reported to the owners):
 # docstring name -> reason. The mark is strict: remove the entry once fixed.
-KNOWN_WRONG = {
-    "bayes_gmm.em.GaussianMixtureEM": (
-        "the default start (screened search, e6bd754) sets aside the right "
-        "partition of the 6-point example, whose clusters have zero variance "
-        "in x0 (a 'collapsing' candidate), and returns means [4.58, 6.42] "
-        "(mean log-likelihood -4.74; scikit-learn and init_params='k-means++' "
-        "find [1, 10], 3.39)"
-    ),
-    "bayes_gmm.model.build_model": (
-        "model.named_vars now also holds the pm.Data variables X, loc and "
-        "scale, so the documented output lists the wrong names"
-    ),
-}
+KNOWN_WRONG: dict[str, str] = {}
 
 
 def _modules():
