@@ -383,7 +383,20 @@ def environment():
     still = {v: os.environ[v] for v in _OPENBLAS_VARS if v in os.environ}
     with threadpool_limits(1):
         info_limited = threadpool_info()
+    import bayes_gmm
+
+    pkg = Path(bayes_gmm.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(pkg), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
     return {
+        "bayes_gmm": f"{pkg} ({commit or 'no git'})",
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
@@ -536,6 +549,7 @@ def markdown(report):
         for p in env["threadpools_in_benchmark"]
     ]
     lines += [
+        f"- bayes_gmm: {env.get('bayes_gmm', '?')}",
         f"- Python {env['python']}, numpy {env['numpy']}, scipy {env['scipy']}, "
         f"scikit-learn {env['sklearn']}",
         f"- CPU: {env['processor']} ({env['n_cpus']} cores); load average at "
