@@ -576,8 +576,11 @@ def _n_init_cells(cells, slow):
         if cell in KNOWN_SHORTFALLS:
             marks.append(
                 pytest.mark.xfail(
-                    strict=True,
-                    reason="bug: default starts miss sklearn's optimum here",
+                    # not strict: the default starts changed (e6bd754) and
+                    # now reach some of these cells (iris full 4); the set
+                    # must be re-measured with benchmarks/optima.py
+                    strict=False,
+                    reason="bug: default starts missed sklearn's optimum here",
                 )
             )
         params.append(pytest.param(*cell, marks=marks, id="-".join(map(str, cell))))
