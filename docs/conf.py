@@ -154,8 +154,9 @@ def api_page() -> str:
     return "\n".join(parts)
 
 
-def _write_api_page(app) -> None:
-    """Write ``api.rst`` into the source directory before autosummary reads it.
+def _write_api_page(app, config=None) -> None:
+    """Write ``api.rst`` into the source directory before Sphinx looks for
+    documents (``config-inited``), so autosummary generates its stubs.
 
     Also make every exported name resolve to the object the page documents
     (see :func:`public_objects`) while autodoc imports ``bayes_gmm.<name>``.
@@ -192,8 +193,8 @@ def _escape_type_references(app, what, name, obj, options, lines):
 
 
 def setup(app):
-    # before autosummary generates its stubs (builder-inited, priority 500)
-    app.connect("builder-inited", _write_api_page, priority=100)
+    # before the source files are listed and autosummary generates stubs
+    app.connect("config-inited", _write_api_page)
     app.connect("autodoc-skip-member", _skip_member)
     # after numpydoc's own autodoc-process-docstring handler (priority 500)
     app.connect("autodoc-process-docstring", _escape_type_references, priority=900)
