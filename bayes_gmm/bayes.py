@@ -12,12 +12,13 @@ import dataclasses
 import importlib.util
 import json
 import logging
+import threading
 import time
 from collections import OrderedDict
 
 import numpy as np
 import xarray as xr
-from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.base import BaseEstimator, DensityMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from bayes_gmm._covariance import get_covariance_type
@@ -90,8 +91,17 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
     sampler : {"nutpie", "pymc", "numpyro", "blackjax"}, default="nutpie"
         NUTS implementation. One that is not installed falls back to PyMC's
         own sampler, with a logged message.
-    init : {"em", "prior"}, default="em"
-        Chain starts: the EM fit, jittered (recommended), or PyMC's default.
+    init : {"em", "prior"}, dict or list of dict, default="em"
+        Chain starts. ``"em"``: the EM fit, jittered per chain
+        (recommended). ``"prior"``: PyMC's default start (the prior's
+        support point) jittered by ``U(-1, 1)`` in the unconstrained space.
+        A dict ``{"weights": (K,), "means": (K, D), "covariances": EM shape
+        of the covariance type}``: that mixture, jittered per chain. A list
+        of ``chains`` such dicts: chain ``i`` starts at ``init[i]`` (jittered),
+        e.g. at different label permutations to test relabelling. Starts
+        always go to the sampler (``pm.sample(initvals=...)`` or nutpie's
+        initial-point function), never to model-level ``initval``. Variational
+        methods start at the first (unjittered) start.
     relabel : bool, default=True
         Relabel draws to undo label switching (:func:`bayes_gmm.relabel.relabel`).
     order_means : int or None, default=None
@@ -106,7 +116,10 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
     max_iter : int, default=20000
         ADVI iteration cap.
     learning_rate : float, default=0.01
-        ADVI step size (Adam); full-rank ADVI diverges on mixtures at 0.05.
+        ADVI step size (Adam). Full-rank ADVI diverges on mixtures at 0.05;
+        mean-field converges in about half the iterations at 0.05, but its
+        draws then jitter by about that step around the optimum, which at
+        large N is several posterior sds.
     em_n_init : int, default=5
         Starts of the EM fit used to initialise.
 
@@ -118,6 +131,10 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         The EM fit used to start.
     model_ : pymc.Model
         The model.
+    sampler_used_ : str
+        The NUTS implementation that ran (after any fallback); NUTS only.
+    approx_ : pymc.variational.Approximation
+        The fitted approximation; variational methods only.
     weights_, means_, covariances_ : ndarray
         Posterior means, in the shapes of :class:`GaussianMixtureEM`.
     n_features_in_ : int
@@ -179,13 +196,21 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         get_covariance_type(self.covariance_type)
         check_choice("method", self.method, METHODS)
         check_choice("sampler", self.sampler, SAMPLERS)
-        check_choice("init", self.init, ("em", "prior"))
+        if isinstance(self.init, str):
+            check_choice("init", self.init, ("em", "prior"))
+        elif not isinstance(self.init, (dict, list, tuple)):
+            raise TypeError(
+                "'init' must be 'em', 'prior', a dict of mixture parameters or a "
+                f"list of such dicts (one per chain), got {type(self.init).__name__}."
+            )
         check_n_components(self.n_components, n_samples)
         check_scalar("draws", self.draws, int, min_value=1)
         check_scalar("tune", self.tune, int, min_value=0)
         check_scalar("chains", self.chains, int, min_value=1)
         check_scalar("max_iter", self.max_iter, int, min_value=1)
         check_scalar("em_n_init", self.em_n_init, int, min_value=1)
+        if self.order_means is not None:
+            check_scalar("order_means", self.order_means, int, min_value=0)
         check_scalar(
             "learning_rate", self.learning_rate, float, min_value=0.0, include_min=False
         )
@@ -217,6 +242,8 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         X = check_data(self, X, reset=True, min_samples=2)
         n, d = X.shape
         priors = self._check_parameters(n)
+        names = getattr(self, "feature_names_in_", None)
+        _check_not_constant(X, names)
         rng = check_random_state(self.random_state)
         em_seed, inference_seed, jitter_seed = (seed_from(rng) for _ in range(3))
         k = int(self.n_components)
@@ -226,7 +253,6 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             n_init=self.em_n_init,
             random_state=em_seed,
         ).fit(X)
-        names = getattr(self, "feature_names_in_", None)
         model = build_model(
             X,
             k,
@@ -235,14 +261,16 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             order_means=self.order_means,
             feature_names=names,
         )
-        start = initial_point(model, em.weights_, em.means_, em.covariances_)
+        starts = self._starts(model, em, d)
         t0 = time.perf_counter()
         if self.method == "nuts":
             posterior, stats_group, extra = self._run_nuts(
-                model, start, inference_seed, jitter_seed
+                model, starts, inference_seed, jitter_seed
             )
         else:
-            posterior, stats_group, extra = self._run_vi(model, start, inference_seed)
+            posterior, stats_group, extra = self._run_vi(
+                model, None if starts is None else starts[0], inference_seed
+            )
         elapsed = time.perf_counter() - t0
         dt = self._assemble(X, model, posterior, stats_group, priors, extra, elapsed)
         result = MixtureResult(dt)
@@ -253,6 +281,28 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         self.model_ = model
         self._set_point_estimates()
         return self
+
+    def _starts(self, model, em, n_features):
+        """Per-chain starting points (constrained space), or None for "prior"."""
+        if isinstance(self.init, str):
+            if self.init == "prior":
+                return None
+            point = initial_point(model, em.weights_, em.means_, em.covariances_)
+            return [point] * self.chains
+        inits = [self.init] if isinstance(self.init, dict) else list(self.init)
+        if not isinstance(self.init, dict) and len(inits) != self.chains:
+            raise ValueError(
+                f"'init' is a list of {len(inits)} starts but chains={self.chains}: "
+                "give one start per chain (or a single dict for all chains)."
+            )
+        single = isinstance(self.init, dict)
+        points = [
+            _init_point(
+                model, start, None if single else i, self.n_components, n_features
+            )
+            for i, start in enumerate(inits)
+        ]
+        return points * self.chains if single else points
 
     def _set_point_estimates(self):
         mean = self.result_.posterior_mean()
@@ -281,18 +331,18 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             return "pymc"
         return wanted
 
-    def _run_nuts(self, model, start, seed, jitter_seed):
+    def _run_nuts(self, model, starts, seed, jitter_seed):
         import pymc as pm
 
         sampler = self._resolve_sampler()
         self.sampler_used_ = sampler
         if sampler == "nutpie":
-            return _sample_nutpie(self, model, start, seed, jitter_seed)
+            return _sample_nutpie(self, model, starts, seed, jitter_seed)
         rng = np.random.default_rng(jitter_seed)
         initvals = None
         init = "jitter+adapt_diag"
-        if self.init == "em":
-            initvals = [_jittered(start, rng) for _ in range(self.chains)]
+        if starts is not None:
+            initvals = [_jittered(start, rng) for start in starts]
             init = "adapt_diag"
             if sampler != "pymc":
                 initvals = initvals[0]
@@ -323,6 +373,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         import pymc as pm
 
         method = self.method
+        learning_rate = float(self.learning_rate)
         t0 = time.perf_counter()
         with model:
             callback = LossConvergence()
@@ -333,7 +384,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
                 random_seed=seed,
                 progressbar=self.progressbar,
                 callbacks=[callback],
-                obj_optimizer=pm.variational.adam(learning_rate=self.learning_rate),
+                obj_optimizer=pm.variational.adam(learning_rate=learning_rate),
             )
         fit_seconds = time.perf_counter() - t0
         hist = np.asarray(approx.hist, dtype=float)
@@ -346,19 +397,46 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
                 "Increase max_iter, lower learning_rate, or use method='nuts'.",
                 ConvergenceWarning,
             )
-        posterior, log_p, log_q = _draw_approximation(
+        self.approx_ = approx
+        t1 = time.perf_counter()
+        posterior, q = _draw_approximation(
             model, approx, self.draws, np.random.default_rng(seed)
         )
         fit_stats = xr.Dataset(
             {
                 "loss": ("iteration", hist),
-                "log_p": (("chain", "draw"), log_p[None, :]),
-                "log_q": (("chain", "draw"), log_q[None, :]),
+                "log_p": (("chain", "draw"), q["log_p"][None, :]),
+                "log_q": (("chain", "draw"), q["log_q"][None, :]),
+                "q_mean": ("q_param", q["mean"]),
+                "q_cov": (("q_param", "q_param_bis"), q["cov"]),
             },
-            coords={"chain": [0], "draw": np.arange(self.draws)},
-            attrs={"converged": int(converged), "n_iter": int(len(hist))},
+            coords={
+                "chain": [0],
+                "draw": np.arange(self.draws),
+                "iteration": np.arange(len(hist)),
+                "q_param": q["labels"],
+                "q_param_bis": q["labels"],
+            },
+            attrs={
+                "converged": int(converged),
+                "n_iter": int(len(hist)),
+                "learning_rate": float(learning_rate),
+                "max_iter": int(self.max_iter),
+                "description": (
+                    "loss: negative ELBO per iteration; q_mean, q_cov: the "
+                    "Gaussian approximation in the unconstrained space of the "
+                    "model's free variables (q_param labels them); log_p: joint "
+                    "log density and log_q: approximation log density of each "
+                    "draw, both in that space (Jacobians included)"
+                ),
+            },
         )
-        return posterior, ("fit_stats", fit_stats), {"fit_seconds": fit_seconds}
+        extra = {
+            "fit_seconds": fit_seconds,
+            "draw_seconds": time.perf_counter() - t1,
+            "learning_rate": float(learning_rate),
+        }
+        return posterior, ("fit_stats", fit_stats), extra
 
     def _assemble(self, X, model, posterior, stats_group, priors, extra, elapsed):
         info = model.bayes_gmm_info
@@ -398,6 +476,11 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             ),
             "estimator_params": json.dumps(_json_params(self)),
             "order_means": json.dumps(self.order_means),
+            "feature_names_in": json.dumps(
+                None
+                if getattr(self, "feature_names_in_", None) is None
+                else [str(f) for f in self.feature_names_in_]
+            ),
             "elapsed_seconds": float(elapsed),
             "inference": json.dumps(extra),
         }
@@ -435,8 +518,9 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         est.result_ = result
         features = result.posterior["feature"].values
         est.n_features_in_ = len(features)
-        if not all(str(f).startswith("x") and str(f)[1:].isdigit() for f in features):
-            est.feature_names_in_ = np.asarray(features, dtype=object)
+        names = json.loads(result.attrs.get("feature_names_in", "null"))
+        if names is not None:
+            est.feature_names_in_ = np.asarray(names, dtype=object)
         est._set_point_estimates()
         return est
 
@@ -462,7 +546,8 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         std : ndarray of shape (n_samples, n_components)
             Only with ``return_std``.
         """
-        return self.result_.responsibilities(self._validated(X), return_std=return_std)
+        X = self._validated(X)
+        return self.result_.responsibilities(X, return_std=return_std)
 
     def predict(self, X):
         """Component with the highest posterior mean responsibility.
@@ -491,7 +576,8 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         ndarray of shape (n_samples,)
             ``log mean_s p(x_n | theta_s)``.
         """
-        return self.result_.log_predictive_density(self._validated(X))
+        X = self._validated(X)
+        return self.result_.log_predictive_density(X)
 
     def score(self, X, y=None):
         """Mean log posterior predictive density per sample.
@@ -545,7 +631,8 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         """
         import pymc as pm
 
-        X = check_data(self, X, reset=True, min_samples=2)
+        probe = clone(self)  # validating X must not reset a fitted estimator
+        X = check_data(probe, X, reset=True, min_samples=2)
         priors = self._check_parameters(X.shape[0])
         model = build_model(
             X,
@@ -553,10 +640,16 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             covariance_type=self.covariance_type,
             priors=priors,
             order_means=self.order_means,
+            feature_names=getattr(probe, "feature_names_in_", None),
         )
+        draws = check_scalar("draws", draws, int, min_value=1)
         seed = seed_from(check_random_state(self.random_state))
         with model:
-            return pm.sample_prior_predictive(draws=draws, random_seed=seed)
+            # Python linker: a forward-sampling graph this small is not worth
+            # a numba or C compile (tens of seconds on a busy machine).
+            return pm.sample_prior_predictive(
+                draws=draws, random_seed=seed, compile_kwargs={"mode": "FAST_COMPILE"}
+            )
 
 
 # ------------------------------------------------------------------ helpers
@@ -597,10 +690,24 @@ class LossConvergence:
             raise StopIteration(f"loss converged at iteration {i}")
 
 
+def _json_safe(value):
+    """Arrays (e.g. in user-given starts) as nested lists, for JSON attrs."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _json_params(est):
     params = est.get_params()
     if isinstance(params.get("priors"), Priors):
         params["priors"] = params["priors"].to_dict()
+    params["init"] = _json_safe(params.get("init"))
     if not isinstance(params.get("random_state"), (int, type(None))):
         params["random_state"] = None
     return params
@@ -640,6 +747,113 @@ def _jittered(point, rng):
     return out
 
 
+def nutpie_initial_point_func(model, starts, jitter_seed):
+    """The function nutpie calls for each chain's start (flat, unconstrained).
+
+    nutpie calls it once per chain, with a seed drawn from that chain's own
+    random stream; in nutpie 0.16 the calls come in chain order before any
+    chain runs. The ``i``-th distinct seed gets ``starts[i]`` (cycling if
+    there are fewer starts than calls), so a list of per-chain starts reaches
+    chain ``i``, and the jitter is a function of ``(jitter_seed, seed)``:
+    the same ``random_state`` gives the same starts.
+
+    Parameters
+    ----------
+    model : pymc.Model
+        The model (its free variables define the flat layout).
+    starts : list of dict or None
+        Per-chain starting points in constrained space (from
+        :func:`bayes_gmm.model.initial_point`), jittered by
+        ``N(0, 0.05^2)`` in the unconstrained space; or None for PyMC's
+        support point jittered by ``U(-1, 1)`` (as ``init="jitter+..."``;
+        nutpie rejects a start whose gradient has an exact zero, which the
+        symmetric support point of a mixture has).
+    jitter_seed : int
+        Seed of the jitter.
+
+    Returns
+    -------
+    callable
+        ``seed -> ndarray`` of the model's flat unconstrained size.
+    """
+    if starts is None:
+        bases = [_flat_transformed(model, {})]
+
+        def noise(rng, shape):
+            return rng.uniform(-1.0, 1.0, shape)
+
+    else:
+        bases = [_flat_transformed(model, start) for start in starts]
+
+        def noise(rng, shape):
+            return rng.normal(0.0, _JITTER_SD, shape)
+
+    order = {}
+    lock = threading.Lock()
+
+    def initial_point_func(seed):
+        seed = int(seed or 0)
+        with lock:
+            i = order.setdefault(seed, len(order))
+        base = bases[i % len(bases)]
+        return base + noise(np.random.default_rng([jitter_seed, seed]), base.shape)
+
+    return initial_point_func
+
+
+def _init_point(model, start, index, k, d):
+    """Validate one user-given start and turn it into model values."""
+    where = "'init'" if index is None else f"'init[{index}]'"
+    if not isinstance(start, dict):
+        raise TypeError(
+            f"{where} must be a dict with keys 'weights', 'means', 'covariances', "
+            f"got {type(start).__name__}."
+        )
+    missing = sorted({"weights", "means", "covariances"} - set(start))
+    unknown = sorted(set(start) - {"weights", "means", "covariances"})
+    if missing or unknown:
+        raise ValueError(
+            f"{where} must have exactly the keys ['covariances', 'means', 'weights']; "
+            f"missing {missing}, unknown {unknown}."
+        )
+    ct = get_covariance_type(model.bayes_gmm_info["covariance_type"])
+    shapes = {
+        "weights": (k,),
+        "means": (k, d),
+        "covariances": tuple(ct.shape(k, d)),
+    }
+    values = {}
+    for name, shape in shapes.items():
+        value = np.asarray(start[name], dtype=float)
+        if value.shape != shape:
+            raise ValueError(
+                f"{where}['{name}'] must have shape {shape} for K={k}, D={d}, "
+                f"covariance_type={ct.name!r}; got {value.shape}."
+            )
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"{where}['{name}'] contains NaN or infinity.")
+        values[name] = value
+    if np.any(values["weights"] < 0) or values["weights"].sum() <= 0:
+        raise ValueError(
+            f"{where}['weights'] must be non-negative with a positive sum."
+        )
+    return initial_point(
+        model, values["weights"], values["means"], values["covariances"]
+    )
+
+
+def _check_not_constant(X, names=None):
+    """A constant feature makes the posterior improper: say so instead of sampling."""
+    constant = np.flatnonzero(np.ptp(X, axis=0) == 0)
+    if constant.size:
+        cols = [str(names[j]) if names is not None else str(j) for j in constant]
+        raise ValueError(
+            f"Feature(s) {cols} are constant (every sample has the same value). "
+            "A Gaussian component then has no spread along them and the posterior "
+            "of its variance is improper. Drop those columns before fitting."
+        )
+
+
 def _flat_transformed(model, point):
     """The start point in nutpie's flat unconstrained layout."""
     from pymc.initial_point import make_initial_point_fn
@@ -663,7 +877,7 @@ def _compile_key(model):
     )
 
 
-def _sample_nutpie(est, model, start, seed, jitter_seed):
+def _sample_nutpie(est, model, starts, seed, jitter_seed):
     import nutpie
     from pymc.backends.arviz import patch_nutpie_idata
 
@@ -687,14 +901,10 @@ def _sample_nutpie(est, model, start, seed, jitter_seed):
         )
         reused = True
     compile_seconds = time.perf_counter() - t0
-    if est.init == "em":
-        flat = _flat_transformed(model, start)
-
-        def initial_point_func(chain_seed):
-            noise = np.random.default_rng([jitter_seed, int(chain_seed or 0)])
-            return flat + noise.normal(0.0, _JITTER_SD, flat.shape)
-
-        compiled = dataclasses.replace(compiled, initial_point_func=initial_point_func)
+    compiled = dataclasses.replace(
+        compiled,
+        initial_point_func=nutpie_initial_point_func(model, starts, jitter_seed),
+    )
     t1 = time.perf_counter()
     dt = nutpie.sample(
         compiled,
@@ -734,37 +944,59 @@ def _draw_approximation(model, approx, draws, rng):
     Draws are taken in the unconstrained space where the approximation is
     Gaussian; ``log_q`` is its density there and ``log_p`` the model's joint
     log density in the same space (Jacobians included), as PSIS-LOO for
-    approximate posteriors needs.
+    approximate posteriors needs. The per-draw functions run on PyTensor's
+    Python linker: for a few thousand draws that is faster than compiling
+    them.
+
+    Returns
+    -------
+    posterior : xarray.Dataset
+        ``weights``, ``means``, ``covariances`` with ``chain=1``.
+    q : dict
+        ``log_p``, ``log_q`` (draws,), the approximation's ``mean`` and
+        ``cov`` and the ``labels`` of its flat coordinates.
     """
-    import pymc as pm
+    from pytensor.compile.mode import Mode
     from scipy.stats import multivariate_normal
 
+    mode = Mode(linker="py", optimizer="fast_compile")
     group = approx.groups[0]
-    mean = np.asarray(group.mean.eval(), dtype=float)
-    cov = np.asarray(group.cov.eval(), dtype=float)
-    chol = np.linalg.cholesky(cov + 1e-12 * np.eye(mean.size))
+    mean = np.asarray(group.mean.eval(mode=mode), dtype=float)
+    cov = np.asarray(group.cov.eval(mode=mode), dtype=float)
+    chol = np.linalg.cholesky(cov)
     eps = rng.standard_normal((draws, mean.size))
     flat = mean + eps @ chol.T
-    log_q = multivariate_normal(mean, cov, allow_singular=True).logpdf(flat)
-    log_q = np.atleast_1d(log_q)
+    log_q = np.atleast_1d(multivariate_normal(mean, cov).logpdf(flat))
     ordering = group.ordering
     value_vars = model.value_vars
-    logp_fn = model.compile_logp()
-    # Functions of the value variables (not of the random variables, which
-    # would be drawn afresh).
+    # One function per draw: the log prior with the transforms' Jacobians and
+    # the parameters in data units, as functions of the value variables (not
+    # of the random variables, which would be drawn afresh). The likelihood
+    # part of log p is added below from numpy (the same marginal density as
+    # /log_likelihood), which is much faster than a per-draw PyTensor call.
     outputs = model.replace_rvs_by_values([model[name] for name in _PARAMS])
-    det_fn = pm.compile(value_vars, outputs, on_unused_input="ignore")
+    fn = model.compile_fn(
+        [model.logp(vars=model.free_RVs), *outputs],
+        inputs=value_vars,
+        point_fn=False,
+        on_unused_input="ignore",
+        mode=mode,
+    )
     names = [v.name for v in value_vars]
     collected = {name: [] for name in _PARAMS}
-    log_p = np.empty(draws)
+    log_prior = np.empty(draws)
+    labels = np.empty(mean.size, dtype=object)
+    for name, slc, shape, _dtype in ordering.values():
+        labels[slc] = [
+            f"{name}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)
+        ] or [name]
     for i in range(draws):
         point = {}
         for name, slc, shape, _dtype in ordering.values():
             point[name] = flat[i, slc].reshape(shape)
-        log_p[i] = logp_fn(point)
-        for name, value in zip(
-            _PARAMS, det_fn(*[point[n] for n in names]), strict=True
-        ):
+        lp, *values = fn(*[point[n] for n in names])
+        log_prior[i] = lp
+        for name, value in zip(_PARAMS, values, strict=True):
             collected[name].append(value)
     info = model.bayes_gmm_info
     ct = get_covariance_type(info["covariance_type"])
@@ -780,7 +1012,18 @@ def _draw_approximation(model, approx, draws, rng):
         },
         coords={"chain": [0], "draw": np.arange(draws)},
     )
-    return posterior, log_p, log_q
+    tmp = xr.DataTree.from_dict({"posterior": posterior})
+    tmp.attrs.update(covariance_type=ct.name, n_components=info["n_components"])
+    log_lik = MixtureResult(tmp).log_likelihood_draws(model["X"].get_value())
+    log_p = log_prior + log_lik.sum(axis=1)
+    q = {
+        "log_p": log_p,
+        "log_q": log_q,
+        "mean": mean,
+        "cov": cov,
+        "labels": labels.astype(str),
+    }
+    return posterior, q
 
 
 def _relabel_result(result, em):

@@ -218,6 +218,35 @@ def build_model(
     feature_names : sequence of str, optional
         Coordinates of the ``feature`` dimension.
 
+    Notes
+    -----
+    The priors in data units, with :math:`m_d` and :math:`s_d` the mean and
+    standard deviation of feature ``d`` (``spherical``: one common
+    :math:`s`, the geometric mean of the :math:`s_d`), and the defaults of
+    :class:`Priors`:
+
+    .. math::
+
+        w &\\sim \\mathrm{Dirichlet}(\\alpha \\mathbf 1_K),
+            \\quad \\alpha = 1 \\\\
+        \\mu_{kd} &\\sim N\\big(m_d, (\\tau_\\mu s_d)^2\\big),
+            \\quad \\tau_\\mu = 2 \\\\
+        \\sigma_{kd} &\\sim \\mathrm{HalfNormal}(\\tau_\\sigma s_d),
+            \\quad \\tau_\\sigma = 1 \\\\
+        \\Sigma_k &= \\operatorname{diag}(\\sigma_k)\\, \\Omega_k\\,
+            \\operatorname{diag}(\\sigma_k), \\quad
+            \\Omega_k \\sim \\mathrm{LKJ}(\\eta), \\quad \\eta = 2
+
+    (``weights_concentration``, ``mean_scale``, ``sd_scale``, ``lkj_eta``).
+    ``full`` has one LKJ-Cholesky prior per component (``chol_cov_{k}``),
+    ``tied`` one shared (``chol_cov``), ``diag`` a HalfNormal scale per
+    (component, feature) (``sds_z``) and ``spherical`` one per component
+    (``sd_z``, the same in every feature). So a component's mean lies a
+    priori within about two data standard deviations of the data mean, and
+    its spread is of the order of the data's. Because the priors act on the
+    standardised parameters, fitting ``a X + b`` gives the same posterior in
+    the new units.
+
     Returns
     -------
     pymc.Model
@@ -313,13 +342,7 @@ def _means_prior(priors, k, d, order_means):
     j = int(order_means)
     if not 0 <= j < d:
         raise ValueError(f"'order_means' must be a feature index in [0, {d}), got {j}.")
-    ordered = pm.Normal(
-        "means_z_ordered",
-        0.0,
-        priors.mean_scale,
-        shape=k,
-        transform=pm.distributions.transforms.ordered,
-    )
+    ordered = _ordered_normal("means_z_ordered", priors.mean_scale, k)
     if d == 1:
         return pm.Deterministic(
             "means_z", ordered[:, None], dims=("component", "feature")
@@ -327,6 +350,38 @@ def _means_prior(priors, k, d, order_means):
     rest = pm.Normal("means_z_rest", 0.0, priors.mean_scale, shape=(k, d - 1))
     full = pt.concatenate([rest[:, :j], ordered[:, None], rest[:, j:]], axis=1)
     return pm.Deterministic("means_z", full, dims=("component", "feature"))
+
+
+def _ordered_normal(name, sigma, k):
+    """``k`` iid ``N(0, sigma^2)`` constrained to increase (ordered transform).
+
+    The density is the Normal one restricted to increasing vectors; forward
+    draws (prior predictive) are sorted Normal draws, which have that
+    density, so prior sampling agrees with the constraint (``pm.Normal`` with
+    ``transform=ordered`` would draw unsorted values).
+    """
+
+    def logp(value, base):
+        return pt.sum(
+            -0.5 * (value / sigma) ** 2 - np.log(sigma) - 0.5 * _LOG_2PI, axis=-1
+        )
+
+    def random(base, rng=None, size=None):
+        shape = (*tuple(np.atleast_1d(size)), k) if size is not None else (k,)
+        return np.sort(rng.normal(0.0, sigma, size=shape), axis=-1)
+
+    def support_point(rv, size, base):
+        return pt.as_tensor(np.linspace(-1.0, 1.0, k) * min(sigma, 1.0))
+
+    return pm.CustomDist(
+        name,
+        np.zeros(k),
+        logp=logp,
+        random=random,
+        support_point=support_point,
+        signature="(k)->(k)",
+        default_transform=pm.distributions.transforms.ordered,
+    )
 
 
 # Per-type prior of the standardised Cholesky factors, beside the table of

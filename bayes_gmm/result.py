@@ -307,20 +307,25 @@ class MixtureResult:
         """
         X = np.asarray(X, dtype=float)
         n = X.shape[0]
-        total = np.zeros((n, self.n_components))
-        total_sq = np.zeros_like(total)
+        # Mean and sum of squared deviations merged block by block (Chan et
+        # al.): E[r^2] - E[r]^2 would cancel catastrophically for r near 1.
+        mean = np.zeros((n, self.n_components))
+        m2 = np.zeros_like(mean)
         count = 0
         for block in self._blocks(n):
             lp = self._component_log_prob(X, *block)
             lp -= _logsumexp(lp, axis=-1)[..., None]
             r = np.exp(lp)
-            total += r.sum(axis=0)
-            total_sq += (r * r).sum(axis=0)
-            count += r.shape[0]
-        mean = total / count
+            nb = r.shape[0]
+            mb = r.mean(axis=0)
+            delta = mb - mean
+            total = count + nb
+            mean += delta * (nb / total)
+            m2 += ((r - mb) ** 2).sum(axis=0) + delta**2 * (count * nb / total)
+            count = total
         if not return_std:
             return mean
-        var = np.maximum(total_sq / count - mean**2, 0.0) * count / max(count - 1, 1)
+        var = m2 / max(count - 1, 1)
         return mean, np.sqrt(var)
 
     def sample(self, n_samples, rng):
