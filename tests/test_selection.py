@@ -592,7 +592,7 @@ def test_verdict_when_loo_clearly_prefers_another_model():
     assert "full K=1 NUTS: 3 Pareto k > 0.70" in text
 
 
-def test_verdict_flags_a_degenerate_bic_pick():
+def test_degenerate_em_fits_are_left_out_of_the_picks():
     elpd = [-300.0, -290.0]
     loo = {
         ("nuts", "full", 1): paired(np.full(100, -3.0)),
@@ -605,7 +605,10 @@ def test_verdict_flags_a_degenerate_bic_pick():
         n_samples=100,
     )
     text = cmp.verdict()
-    assert "But the EM fit of full K=2 is degenerate" in text
+    # full K=2 has the lower BIC but is degenerate: left out of the picks
+    assert cmp.picks()["bic"] == ("full", 1)
+    assert "BIC picks full K=1" in text
+    assert "Left out of the AIC, BIC and ICL picks: full K=2" in text
     assert any("full K=2 EM: a covariance collapsed" in u for u in cmp.untrusted())
 
 
@@ -627,7 +630,9 @@ def test_compare_models_marks_collapsed_em_fits(monkeypatch, data3):
     monkeypatch.setattr(diagnostics, "_collapsed", fake)
     cmp = compare_models(data3, [2, 3], methods="em", n_init=1, random_state=0)
     assert cmp.table["em_collapsed"].tolist() == [False, True]
-    assert "is degenerate" in cmp.verdict()
+    assert cmp.picks()["bic"] == ("full", 2)  # K=3 left out
+    assert "Left out of the AIC, BIC and ICL picks: full K=3" in cmp.verdict()
+    assert cmp.em_grid.best("bic") == ("full", 3)  # the raw EM grid does not
 
 
 def test_compare_models_bad_input(data3):
@@ -719,6 +724,22 @@ def test_bic_pick_stability_against_independent_grids():
             break
         expected = row.n_init
     assert table.attrs["stable_n_init"] == expected
+
+
+def test_bic_pick_stability_skips_collapsed_fits(monkeypatch, data3):
+    # Mark every K=3 fit as degenerate: the pick is the best of the rest.
+    monkeypatch.setattr(selection, "_is_collapsed", lambda m: m.n_components == 3)
+    kw = dict(n_components=[1, 2, 3], covariance_types=("full", "tied"))
+    table = bic_pick_stability(data3, n_inits=(1,), seeds=range(2), **kw)
+    grid = fit_em_grid(data3, [1, 2, 3], ("full", "tied"), n_init=1, random_state=0)
+    rest = grid.table[grid.table["n_components"] != 3]
+    assert table["picks"].iloc[0].split(", ")[0] == "{} K={}".format(
+        *best_row(rest, "bic")
+    )
+    raw = bic_pick_stability(
+        data3, n_inits=(1,), seeds=range(2), skip_collapsed=False, **kw
+    )
+    assert raw["picks"].iloc[0].split(", ")[0] == "{} K={}".format(*grid.best("bic"))
 
 
 def test_bic_pick_stability_bad_input(data3):
