@@ -29,12 +29,23 @@ _LAZY = {
     "relabel": "bayes_gmm.relabel",
     "waic": "bayes_gmm.result",
     "EMGrid": "bayes_gmm.selection",
+    "ModelComparison": "bayes_gmm.selection",
+    "bic_pick_stability": "bayes_gmm.selection",
+    "compare_models": "bayes_gmm.selection",
     "fit_em_grid": "bayes_gmm.selection",
+    "Diagnosis": "bayes_gmm.diagnostics",
+    "diagnose": "bayes_gmm.diagnostics",
+    "compare_fits": "bayes_gmm.comparison",
+    "mixture_divergence": "bayes_gmm.comparison",
+    "bootstrap_em": "bayes_gmm.uncertainty",
     "plot_clusters": "bayes_gmm.plots",
+    "plot_comparison": "bayes_gmm.plots",
     "plot_covariance_types": "bayes_gmm.plots",
     "plot_criteria": "bayes_gmm.plots",
     "plot_density": "bayes_gmm.plots",
     "plot_pairs": "bayes_gmm.plots",
+    "plot_posterior_ellipses": "bayes_gmm.plots",
+    "plot_uncertainty": "bayes_gmm.plots",
 }
 
 __all__ = [

@@ -149,6 +149,18 @@ class Diagnosis:
         The fit in a few words (type, K, chains and draws).
     checks : tuple of Check
         The checks, in the order they were run.
+
+    Examples
+    --------
+    >>> from bayes_gmm import GaussianMixtureEM, diagnose, make_mixture
+    >>> X, _, _ = make_mixture(200, 2, 2, separation=6.0, random_state=0)
+    >>> d = diagnose(GaussianMixtureEM(2, n_init=3, random_state=0).fit(X), X)
+    >>> d.kind, d.status, d.problems
+    ('em', 'ok', [])
+    >>> [c.name for c in d.checks]
+    ['em_converged', 'em_optima', 'negligible_weight', 'collapsed_covariance']
+    >>> d["negligible_weight"].status
+    'ok'
     """
 
     kind: str
@@ -939,12 +951,36 @@ def _vi_checks(result):
             )
         )
     if "log_p" in fs and "log_q" in fs:
-        lw = (fs["log_p"] - fs["log_q"]).transpose("chain", "draw")
+        # The importance ratios are p / q. ArviZ's psislw smooths exp(-x)
+        # (it is written for LOO, whose ratios are 1 / likelihood), so it is
+        # given log q - log p to fit the right tail of p / q.
+        neg_lw = (fs["log_q"] - fs["log_p"]).transpose("chain", "draw")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            _, khat = lw.azstats.psislw(r_eff=1.0, dim=["chain", "draw"])
+            _, khat = neg_lw.azstats.psislw(r_eff=1.0, dim=["chain", "draw"])
         khat = float(np.asarray(khat))
         ok = khat <= VI_KHAT_OK
+        fullrank = result.method == "fullrank_advi"
+        if fullrank:
+            why = (
+                "even a full-rank Gaussian does not capture the posterior's "
+                "shape (skewed or multimodal directions), so its intervals "
+                "are unreliable"
+            )
+            remedy = (
+                "Use NUTS (method='nuts') for uncertainty; use this fit for "
+                "point estimates only."
+            )
+        else:
+            why = (
+                "mean-field ADVI typically under-states posterior spread, so "
+                "its sds and intervals are too narrow; its means may still be "
+                "fine"
+            )
+            remedy = (
+                "Use NUTS (method='nuts') for uncertainty, or full-rank ADVI; "
+                "use this fit for point estimates only."
+            )
         checks.append(
             Check(
                 "vi_khat",
@@ -957,17 +993,10 @@ def _vi_checks(result):
                     if ok
                     else (
                         f"The approximation is far from the posterior (k = "
-                        f"{khat:.2f} > {VI_KHAT_OK}): mean-field ADVI typically "
-                        "under-states posterior spread, so its sds and intervals "
-                        "are too narrow; its means may still be fine."
+                        f"{khat:.2f} > {VI_KHAT_OK}): {why}."
                     )
                 ),
-                ""
-                if ok
-                else (
-                    "Use NUTS (method='nuts') for uncertainty, or full-rank ADVI; "
-                    "use this fit for point estimates only."
-                ),
+                "" if ok else remedy,
             )
         )
     return checks

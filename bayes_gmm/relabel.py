@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -1406,3 +1408,23 @@ def label_switching_check(
         },
         message=message,
     )
+
+
+# ---------------------------------------------------------------------------
+# `bayes_gmm.relabel` is both this module and its main function
+# ---------------------------------------------------------------------------
+class _RelabelModule(types.ModuleType):
+    """This module, callable as :func:`relabel`.
+
+    ``bayes_gmm.relabel`` names the public function, but importing this
+    submodule (which fitting a Bayesian model does) binds the module to the
+    same attribute of the package. Making the module callable keeps
+    ``bayes_gmm.relabel(posterior, pivot)`` and ``from bayes_gmm import
+    relabel`` working whichever happened first.
+    """
+
+    def __call__(self, *args, **kwargs):
+        return relabel(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _RelabelModule

@@ -118,6 +118,28 @@ class MixtureResult:
         ``log_likelihood`` (``x(chain, draw, obs)``), ``observed_data``,
         ``sample_stats`` (MCMC) or ``fit_stats`` (variational), and root
         attrs ``covariance_type``, ``n_components``, ``method``, ``priors``.
+
+    Examples
+    --------
+    A bootstrap of an EM fit has the layout of a posterior (one chain):
+
+    >>> import tempfile, pathlib
+    >>> from bayes_gmm import GaussianMixtureEM, bootstrap_em, make_mixture
+    >>> X, _, _ = make_mixture(200, 2, 2, separation=6.0, random_state=0)
+    >>> em = GaussianMixtureEM(2, random_state=0).fit(X)
+    >>> result = bootstrap_em(em, X, n_boot=20, random_state=0)
+    >>> result.method, result.covariance_type, result.n_components
+    ('bootstrap', 'full', 2)
+    >>> result.posterior["means"].dims
+    ('chain', 'draw', 'component', 'feature')
+    >>> result.posterior_mean()["weights"].values.round(2)
+    array([0.54, 0.46])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp) / "fit.nc"
+    ...     _ = result.to_netcdf(path)
+    ...     again = MixtureResult.from_netcdf(path)
+    ...     bool((again.posterior["means"] == result.posterior["means"]).all())
+    True
     """
 
     def __init__(self, datatree):

@@ -184,6 +184,19 @@ class EMGrid:
         Number of samples the grid was fitted to.
     feature_names : list of str or None
         Column names of the data, when it had them.
+
+    Examples
+    --------
+    >>> from bayes_gmm import fit_em_grid, make_mixture
+    >>> X, _, _ = make_mixture(200, 2, 2, separation=6.0, random_state=0)
+    >>> grid = fit_em_grid(X, range(1, 4), ("full", "spherical"), n_init=2,
+    ...                    random_state=0)
+    >>> grid.picks()["bic"]
+    ('spherical', 2)
+    >>> grid.best_model("bic").n_components
+    2
+    >>> grid.failed.empty
+    True
     """
 
     table: pd.DataFrame
@@ -630,6 +643,17 @@ class ModelComparison:
         Number of samples.
     em_grid : EMGrid
         The EM part.
+
+    Examples
+    --------
+    >>> from bayes_gmm import compare_models, make_mixture
+    >>> X, _, _ = make_mixture(200, 2, 2, separation=6.0, random_state=0)
+    >>> cmp = compare_models(X, range(1, 4), methods=("em",), n_init=2,
+    ...                      random_state=0, progressbar=False)
+    >>> cmp.best("bic")
+    ('full', 2)
+    >>> cmp.table.set_index("n_components")["picked_by"].loc[2]
+    'bic, icl'
     """
 
     table: pd.DataFrame

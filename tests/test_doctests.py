@@ -25,10 +25,7 @@ SLOW_DOCTESTS = {
 
 # Public names whose docstring has no Examples section yet (reported to the
 # owners of the modules). Remove a name once its example exists.
-MISSING_EXAMPLES = {
-    "EMGrid",
-    "MixtureResult",
-}
+MISSING_EXAMPLES: set[str] = set()
 
 # Examples whose documented output is wrong (bugs reported to the owners):
 # docstring name -> reason. The mark is strict: remove the entry once fixed.

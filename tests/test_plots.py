@@ -911,3 +911,107 @@ def test_posterior_ellipses_of_a_bootstrap(fits, data):
     for idx, e in enumerate(by_gid(ax, "posterior")):
         s, c = divmod(idx, K)
         np.testing.assert_allclose(ellipse_to_cov(e, 2.0), cov[s, c], atol=1e-10)
+
+
+# ----------------------------------------------- the contract of every plot_*
+# Each case: how many Axes the figure needs, the call (given the Axes), and
+# a per-element kwargs override with the artist kind it must reach.
+def _contract_cases(fits, data, grid, fakes):
+    em = fits["full"]
+    em_1d = GaussianMixtureEM(2, random_state=0).fit(data[:, :1])
+    return {
+        "plot_clusters": (
+            1,
+            lambda ax: plot_clusters(em, data, ax=ax, scatter_kwargs={"gid": "user"}),
+        ),
+        "plot_pairs": (
+            (2, 2),
+            lambda ax: plot_pairs(em, data, ax=ax, scatter_kwargs={"gid": "user"}),
+        ),
+        "plot_posterior_ellipses": (
+            1,
+            lambda ax: plot_posterior_ellipses(
+                fakes["full"], data, ax=ax, scatter_kwargs={"gid": "user"}
+            ),
+        ),
+        "plot_uncertainty": (
+            1,
+            lambda ax: plot_uncertainty(
+                fakes["full"], data, ax=ax, scatter_kwargs={"gid": "user"}
+            ),
+        ),
+        "plot_density": (
+            1,
+            lambda ax: plot_density(
+                em_1d, data[:, :1], ax=ax, hist_kwargs={"gid": "user"}
+            ),
+        ),
+        "plot_criteria": (
+            (1, 3),
+            lambda ax: plot_criteria(grid.table, ax=ax, line_kwargs={"gid": "user"}),
+        ),
+        "plot_comparison": (
+            1,
+            lambda ax: plot_comparison(
+                comparison_table(), ax=ax, errorbar_kwargs={"gid": "user"}
+            ),
+        ),
+        "plot_covariance_types": (
+            (1, 4),
+            lambda ax: plot_covariance_types(
+                data, grid, ax=ax, scatter_kwargs={"gid": "user"}
+            ),
+        ),
+    }
+
+
+def _gids(fig):
+    """gids of every artist of a figure, containers included."""
+    out = set()
+    for ax in fig.axes:
+        for artist in ax.get_children():
+            out.add(artist.get_gid())
+        for container in ax.containers:
+            for child in container.get_children():
+                out.add(child.get_gid())
+    return out
+
+
+CONTRACT = [
+    "plot_clusters",
+    "plot_pairs",
+    "plot_posterior_ellipses",
+    "plot_uncertainty",
+    "plot_density",
+    "plot_criteria",
+    "plot_comparison",
+    "plot_covariance_types",
+]
+
+
+@pytest.mark.parametrize("name", CONTRACT)
+def test_every_plot_draws_on_given_axes_and_never_shows(
+    name, fits, data, grid, fakes, monkeypatch, tmp_path
+):
+    import matplotlib.pyplot as plt
+
+    import bayes_gmm.plots
+
+    def no_show(*args, **kwargs):
+        raise AssertionError(f"{name} called plt.show()")
+
+    monkeypatch.setattr(plt, "show", no_show)
+    monkeypatch.setattr(matplotlib.figure.Figure, "show", no_show)
+    shape, call = _contract_cases(fits, data, grid, fakes)[name]
+    fig, given = plt.subplots(*((1, 1) if shape == 1 else shape))
+    before = plt.get_fignums()
+    out = call(given)
+    # the Axes given come back, on the figure given; no other figure opens
+    if shape != 1:
+        assert list(np.ravel(out)) == list(np.ravel(given))
+    else:
+        assert out is given
+    assert plt.get_fignums() == before
+    assert "user" in _gids(fig), f"{name} dropped the user's *_kwargs"
+    assert getattr(bayes_gmm, name) is getattr(bayes_gmm.plots, name)
+    render(np.ravel(given)[0], tmp_path)

@@ -761,3 +761,19 @@ def test_bad_permutations_and_options_are_rejected():
         order_by(ds, feature=5)
     with pytest.raises(ValueError, match="pivot weights"):
         MixturePivot([0.5, -0.5], [[0.0], [1.0]], [1.0, 1.0])
+
+
+def test_top_level_relabel_works_after_the_submodule_is_imported():
+    # Importing the submodule (fitting does) binds bayes_gmm.relabel to it;
+    # the public name must still relabel draws, both ways of reaching it.
+    import bayes_gmm
+    import bayes_gmm.relabel  # noqa: F401
+    from bayes_gmm import relabel as top_level
+
+    clean = clean_draws("full")
+    sigma = known_permutations()
+    scrambled = to_dataset(scramble(clean, sigma, "full"), "full")
+    for fn in (top_level, bayes_gmm.relabel):
+        out, record = fn(scrambled, "full", truth_pivot("full"))
+        np.testing.assert_array_equal(record.permutations, invert_by_loop(sigma))
+        assert_dataset_equals_arrays(out, clean)
