@@ -664,13 +664,23 @@ class LossConvergence:
 
     Parameters
     ----------
-    window : int, default=500
+    window : int, default=1000
         Iterations per window.
-    rel_tol : float, default=1e-3
+    rel_tol : float, default=1e-4
         Relative tolerance on the mean loss.
+
+    Notes
+    -----
+    For a loss that still decays like ``exp(-t / tau)``, the fit stops when
+    the excess left is about ``threshold * tau / window``: a short window
+    or a loose tolerance stops far from the optimum. The defaults were set
+    on Old Faithful (K=2, full): ``window=500, rel_tol=1e-3`` stopped at
+    6000 iterations with the loss 4.4 nats above its optimum and the
+    posterior sds up to 50% too large; the defaults stop at 10000
+    iterations within 0.1 nats of a 20000-iteration run.
     """
 
-    def __init__(self, window=500, rel_tol=1e-3):
+    def __init__(self, window=1000, rel_tol=1e-4):
         self.window = window
         self.rel_tol = rel_tol
         self.converged = False

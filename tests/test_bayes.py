@@ -660,6 +660,26 @@ def test_loss_convergence_criterion():
     assert not cb.converged
 
 
+def test_loss_convergence_default_stops_near_the_optimum():
+    # A loss still decaying like ADVI's (time constant 3000 iterations, noise
+    # sd 5) above its optimum of 1000: the default rule must not stop while
+    # more than 3 nats are left (the former 500/1e-3 rule left about 10).
+    rng = np.random.default_rng(1)
+    t = np.arange(20000)
+    excess = 50 * np.exp(-t / 3000)
+    loss = 1000 + excess + rng.normal(0, 5, t.size)
+    cb = LossConvergence()
+    stop = None
+    for i in range(1, t.size + 1):
+        try:
+            cb(None, loss[:i], i)
+        except StopIteration:
+            stop = i
+            break
+    assert cb.converged and stop is not None
+    assert excess[stop - 1] < 3.0
+
+
 # ------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),

@@ -318,9 +318,9 @@ def test_advi_checks(advi_fit):
     assert {"vi_converged", "vi_khat", "pareto_k", "label_switching"} <= names
     assert not names & {"rhat", "divergences", "bfmi"}  # not for one chain of VI
     assert d["vi_converged"].ok
-    # the PSIS k of log p - log q, computed by ArviZ on the same arrays
+    # the PSIS k of the ratios p / q; ArviZ's psislw smooths exp(-x)
     fs = advi_fit.result_.datatree["fit_stats"].to_dataset()
-    _, k = (fs["log_p"] - fs["log_q"]).azstats.psislw(r_eff=1.0, dim=["chain", "draw"])
+    _, k = (fs["log_q"] - fs["log_p"]).azstats.psislw(r_eff=1.0, dim=["chain", "draw"])
     assert d["vi_khat"].value == pytest.approx(float(k))
     assert (d["vi_khat"].status == "ok") == (float(k) <= 0.7)
 
@@ -440,3 +440,41 @@ def test_record_round_trip_is_used(good_nuts):
     d = diagnose(good_nuts)
     assert rec["method"] == "pivot"
     assert d["label_switching"].value == "ok, ok, ok, ok"
+
+
+@pytest.mark.parametrize(
+    ("method", "says", "not_says"),
+    [
+        ("advi", "mean-field", "full-rank Gaussian"),
+        ("fullrank_advi", "full-rank", "mean-field"),
+    ],
+)
+def test_vi_khat_message_names_the_family(advi_fit, method, says, not_says):
+    # Heavy-tailed importance ratios (Pareto k about 1): the warning must
+    # explain it for the family that was fitted.
+    dt = advi_fit.result_.datatree.copy()
+    fs = dt["fit_stats"].to_dataset()
+    rng = np.random.default_rng(0)
+    lw = np.log(rng.pareto(1.0, fs["log_p"].shape) + 1.0)
+    dt["fit_stats"] = fs.assign(log_q=fs["log_p"] - lw)
+    dt.attrs["method"] = method
+    check = diagnose(MixtureResult(dt))["vi_khat"]
+    assert check.status == "warn" and check.value == pytest.approx(1.0, abs=0.25)
+    assert says in check.message and not_says not in check.message
+    assert "NUTS" in check.remedy
+
+
+def test_vi_khat_is_the_tail_of_p_over_q(advi_fit):
+    # Simulated truth: ratios p / q with a Pareto(1) right tail have k = 1;
+    # the same values with the sign flipped (a light right tail, a heavy
+    # left one: q wide where p is not) have k < 0.5.
+    dt = advi_fit.result_.datatree.copy()
+    fs = dt["fit_stats"].to_dataset()
+    rng = np.random.default_rng(2)
+    lw = np.log(rng.pareto(1.0, fs["log_p"].shape) + 1.0)
+    heavy = dt.copy()
+    heavy["fit_stats"] = fs.assign(log_q=fs["log_p"] - lw)
+    light = dt.copy()
+    light["fit_stats"] = fs.assign(log_q=fs["log_p"] + lw)
+    assert diagnose(MixtureResult(heavy))["vi_khat"].value == pytest.approx(1, abs=0.25)
+    assert diagnose(MixtureResult(light))["vi_khat"].value < 0.5
