@@ -48,7 +48,6 @@ import tempfile
 import time
 import traceback
 import warnings
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -522,117 +521,63 @@ class _BayesFit:
         return f"posterior_{self.method}_{self.covariance_type}_K{self.n_components}.nc"
 
 
-def _shortlist(table: pd.DataFrame, n: int) -> list[tuple[str, int]]:
-    """The ``n`` best models by EM BIC (distinct models, failed rows skipped).
-
-    Rows whose BIC ties the previous one within 1e-9 (the full, diag and
-    spherical fits of one-dimensional data are one model) count once, as the
-    type with fewer parameters.
-    """
-    ok = table[table["error"].isna() & np.isfinite(table["bic"].astype(float))]
-    ok = ok.sort_values(["bic", "n_parameters"], kind="stable")
-    out: list[tuple[str, int]] = []
-    last = None
-    for _, row in ok.iterrows():
-        if len(out) >= n:
-            break
-        bic = float(row["bic"])
-        if last is not None and abs(bic - last) <= 1e-9 * max(1.0, abs(last)):
-            continue
-        out.append((str(row["covariance_type"]), int(row["n_components"])))
-        last = bic
-    return out
-
-
-def _bayes_seed(seed: int, method: str, covariance_type: str, k: int) -> int:
-    """Seed of one Bayesian fit, independent of the other fits of the run."""
-    key = [seed, zlib.crc32(f"{method}:{covariance_type}".encode()), k]
-    return int(np.random.SeedSequence(key).generate_state(1)[0] >> 1)
-
-
 def _fit_bayesian(df, grid, settings, plan, say, progressbar):
     """Fit every (method, candidate) of ``plan`` and compare all models.
 
-    Returns the :class:`~bayes_gmm.selection.ModelComparison` of the whole
-    grid (the Bayesian columns are filled for the candidates only, NaN
-    elsewhere) and the list of Bayesian fits. Each fit goes through the
-    same code as :func:`~bayes_gmm.selection.compare_models` (LOO, WAIC,
-    divergences, R-hat, stacking weights per method), so the table, the
-    picks and the verdict are those of ``compare_models``; a fit that fails
-    is recorded in its row and the others go on.
+    One call of :func:`~bayes_gmm.compare_models` on the EM grid already
+    fitted, with ``plan`` as its candidates: the table, the picks and the
+    verdict are those of ``compare_models`` (the Bayesian columns are NaN
+    for the models not fitted), and a fit that fails is recorded in its row
+    while the others go on. Returns the comparison and the list of
+    Bayesian fits, in fitting order. ``progressbar`` shows the samplers'
+    own progress bars.
     """
-    from bayes_gmm import selection
+    from bayes_gmm.selection import compare_models
 
-    bayes_methods = [m for m in selection.BAYES_METHODS if m in plan]
-    rows = {}
-    for r in grid.table.to_dict("records"):
-        row = {c: v for c, v in r.items() if c not in selection._EM_RENAMES}
-        row.update({new: r[old] for old, new in selection._EM_RENAMES.items()})
-        for m in bayes_methods:
-            row.update(selection._bayes_row(m))
-        rows[(r["covariance_type"], int(r["n_components"]))] = row
-    fit_settings = {
-        "draws": settings["draws"],
-        "tune": settings["tune"],
-        "chains": settings["chains"],
-        "progressbar": progressbar,
-    }
-    fits = []
-    estimators = {("em", *key): model for key, model in grid.fits.items()}
-    loo, stacking = {}, {}
-    total = sum(len(plan[m]) for m in bayes_methods)
-    done = 0
-    for m in bayes_methods:
-        elpds = {}
-        for ctype, k in plan[m]:
-            done += 1
-            item = _BayesFit(m, ctype, k, _bayes_seed(settings["seed"], m, ctype, k))
-            tag = f"[{m} {done}/{total}] {ctype:<9} K={k:<2}"
-            say(f"{tag} fitting ...")
-            t0 = time.perf_counter()
-            row, est, elpd = selection._fit_one_bayes(
-                df, ctype, k, m, item.random_state, fit_settings
+    fits: list[_BayesFit] = []
+    total = sum(len(models) for models in plan.values())
+
+    def tag(method, ctype, k):
+        return f"[{method} {len(fits) + 1}/{total}] {ctype:<9} K={k:<2}"
+
+    def report(event, method, ctype, k, info):
+        if event == "start":
+            say(f"{tag(method, ctype, k)} fitting ...")
+            return
+        item = _BayesFit(method, ctype, k, info["random_state"])
+        item.seconds = info["seconds"]
+        est = info["estimator"]
+        if est is None:
+            item.error = str(info["row"][f"{method}_error"]).strip().splitlines()[0]
+            say(
+                f"{tag(method, ctype, k)} failed after {item.seconds:.1f} s: "
+                f"{item.error}"
             )
-            item.seconds = time.perf_counter() - t0
-            rows[(ctype, k)].update(row)
-            if est is None:
-                item.error = str(row[f"{m}_error"]).strip().splitlines()[0]
-                say(f"{tag} failed after {item.seconds:.1f} s: {item.error}")
-                fits.append(item)
-                continue
+        else:
             item.fit = est
-            estimators[(m, ctype, k)] = est
-            if elpd is not None:
-                elpds[(ctype, k)] = elpd
-                loo[(m, ctype, k)] = elpd
             try:
                 item.inference = json.loads(est.result_.attrs.get("inference", "{}"))
             except ValueError:
                 item.inference = {}
-            say(f"{tag} done in {item.seconds:.1f} s{_time_detail(item.inference)}")
-            fits.append(item)
-        result = selection._stacking(m, elpds, rows)
-        if result is not None:
-            stacking[m] = result
-    order = list(rows)
-    table = pd.DataFrame([rows[key] for key in order])
-    em_cols = ["covariance_type", "n_components", "log_likelihood", "n_parameters"]
-    em_cols += ["aic", "bic", "icl", *selection._EM_RENAMES.values()]
-    bayes_cols = [f"{m}_{c}" for m in bayes_methods for c in selection.BAYES_COLUMNS]
-    table = table[em_cols + bayes_cols]
-    comparison = selection.ModelComparison(
-        table=table,
-        fits=estimators,
-        loo=loo,
-        stacking=stacking,
-        methods=("em", *bayes_methods),
-        n_samples=int(df.shape[0]),
+            say(
+                f"{tag(method, ctype, k)} done in {item.seconds:.1f} s"
+                f"{_time_detail(item.inference)}"
+            )
+        fits.append(item)
+
+    comparison = compare_models(
+        df,
+        methods=("em", *plan),
         em_grid=grid,
+        candidates=plan,
+        draws=settings["draws"],
+        tune=settings["tune"],
+        chains=settings["chains"],
+        random_state=settings["seed"],
+        progressbar=False,
+        bayes_kwargs={"progressbar": progressbar},
+        callback=report,
     )
-    picked = {key: [] for key in order}
-    for crit, pair in comparison.picks().items():
-        picked[pair].append(crit)
-    table["picked_by"] = [", ".join(picked[key]) for key in order]
     return comparison, fits
 
 
@@ -973,6 +918,28 @@ def _diagnosis_status(diagnosis) -> dict | None:
     return out
 
 
+#: A column with at most this many distinct values looks like a label.
+FEW_VALUES = 5
+
+
+def _data_warnings(df: pd.DataFrame) -> list[str]:
+    """Columns a Gaussian mixture is likely to misread (one line each)."""
+    lines = []
+    if df.shape[0] <= 4 * FEW_VALUES:
+        return lines
+    for c in df.columns:
+        n = int(df[c].nunique())
+        if n <= FEW_VALUES:
+            lines.append(
+                f"column {c!r} has only {n} distinct value{'s' * (n != 1)}: a "
+                "Gaussian mixture "
+                "treats it as continuous, and components can collapse onto its "
+                "values (such fits are marked and not picked); leave it out with "
+                "--columns if it is a label or a category"
+            )
+    return lines
+
+
 # ----------------------------------------------------------------------- main
 def _run(args, out_stream, err_stream) -> int:
     t_start = time.perf_counter()
@@ -997,6 +964,9 @@ def _run(args, out_stream, err_stream) -> int:
             f"({row['fit_time']:.2f} s)"
         )
 
+    for line in _data_warnings(df):
+        err_stream.write(f"warning: {line}\n")
+
     from threadpoolctl import threadpool_limits
 
     timing: dict[str, float] = {}
@@ -1014,11 +984,7 @@ def _run(args, out_stream, err_stream) -> int:
         except ValueError as exc:  # every model failed: the data cannot be fitted
             raise InputError(str(exc)) from None
         timing["em_grid"] = time.perf_counter() - t0
-        plan = {
-            m: _shortlist(grid.table, n)
-            for m, n in settings["candidates"].items()
-            if n > 0
-        }
+        plan = {m: grid.leading(n) for m, n in settings["candidates"].items() if n > 0}
         plan = {m: models for m, models in plan.items() if models}
         if plan:
             say(

@@ -109,6 +109,7 @@ EM_COLUMNS = (
     "random_state",
     "fit_time",
     "error",
+    "collapsed",
 )
 
 
@@ -163,6 +164,43 @@ def best_row(table: pd.DataFrame, criterion: str) -> tuple[str, int]:
     return str(row["covariance_type"]), int(row["n_components"])
 
 
+def _sound(table: pd.DataFrame, criterion: str, collapsed: str) -> pd.DataFrame:
+    """The rows whose EM fit is not degenerate, for an EM criterion.
+
+    All rows if the criterion is not an EM one, the table has no
+    ``collapsed`` column, or no sound row has a value (mclust's NA).
+    """
+    if criterion not in EM_CRITERIA or collapsed not in table.columns:
+        return table
+    sound = table[~table[collapsed].fillna(False).astype(bool)]
+    return sound if sound[criterion].notna().any() else table
+
+
+def _leading(table, n, criterion, error, collapsed) -> list[tuple[str, int]]:
+    n = check_scalar("n", n, int, min_value=0)
+    ok = table[table[error].isna()]
+    if collapsed in ok.columns:
+        ok = ok[~ok[collapsed].fillna(False).astype(bool)]
+    values = pd.to_numeric(ok[criterion], errors="coerce").astype(float)
+    ok = ok[np.isfinite(values)]
+    ok = ok.assign(_v=values[np.isfinite(values)]).sort_values("_v", kind="stable")
+    # groups of values equal up to rounding, each one model: the fewest
+    # parameters, then the first row
+    groups: list[list] = []
+    for _, row in ok.iterrows():
+        value = float(row["_v"])
+        first = groups[-1][0]["_v"] if groups else None
+        if first is not None and value - first <= _TIE_RTOL * max(1.0, abs(first)):
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    out = []
+    for group in groups[:n]:
+        row = min(group, key=lambda r: r["n_parameters"])
+        out.append((str(row["covariance_type"]), int(row["n_components"])))
+    return out
+
+
 @dataclass
 class EMGrid:
     """EM fits over a grid of covariance types and numbers of components.
@@ -174,9 +212,11 @@ class EMGrid:
         as given, K ascending), with columns ``log_likelihood`` (total over
         the samples), ``n_parameters``, ``aic``, ``bic``, ``icl`` (all three
         lower is better), ``converged``, ``n_iter``, ``random_state`` (the
-        seed that refits that row exactly), ``fit_time`` (seconds) and
+        seed that refits that row exactly), ``fit_time`` (seconds),
         ``error`` (None, or the message of a fit that failed, whose
-        criteria are then NaN).
+        criteria are then NaN) and ``collapsed`` (a covariance collapsed
+        onto a point or a line: a degenerate optimum, left out of the
+        picks; see :func:`bayes_gmm.diagnose`).
     fits : dict
         ``(covariance_type, n_components) -> GaussianMixtureEM`` for every
         model that was fitted.
@@ -207,6 +247,8 @@ class EMGrid:
     def best(self, criterion: str = "bic") -> tuple[str, int]:
         """The (covariance_type, n_components) that optimises ``criterion``.
 
+        Degenerate fits (``collapsed``) are left out unless every fit is.
+
         Parameters
         ----------
         criterion : {"aic", "bic", "icl"}, default="bic"
@@ -216,7 +258,28 @@ class EMGrid:
         -------
         tuple of (str, int)
         """
-        return best_row(self.table, criterion)
+        return best_row(_sound(self.table, criterion, "collapsed"), criterion)
+
+    def leading(self, n: int, criterion: str = "bic") -> list[tuple[str, int]]:
+        """The ``n`` best distinct models by an EM criterion, best first.
+
+        Failed and degenerate (``collapsed``) fits are skipped. Rows whose
+        value ties the previous one within a relative 1e-9 (the full, diag
+        and spherical fits of one-dimensional data are one model) count
+        once, as the type with fewer parameters.
+
+        Parameters
+        ----------
+        n : int
+            How many models (fewer if the grid has fewer distinct ones).
+        criterion : {"aic", "bic", "icl"}, default="bic"
+            The criterion.
+
+        Returns
+        -------
+        list of (str, int)
+        """
+        return _leading(self.table, n, criterion, "error", "collapsed")
 
     def picks(self) -> dict[str, tuple[str, int]]:
         """The model each criterion of the table picks.
@@ -425,6 +488,7 @@ def _fit_one_em(X, covariance_type, n_components, n_samples, seed, n_init, kwarg
         return row, None
     row["converged"] = bool(model.converged_)
     row["n_iter"] = int(model.n_iter_)
+    row["collapsed"] = _is_collapsed(model)
     row["fit_time"] = time.perf_counter() - start
     return row, model
 
@@ -550,6 +614,7 @@ def fit_em_grid(
     table = pd.DataFrame(rows, columns=list(EM_COLUMNS))
     table["n_components"] = table["n_components"].astype(int)
     table["converged"] = table["converged"].astype(bool)
+    table["collapsed"] = table["collapsed"].fillna(False).astype(bool)
     if table["error"].notna().all():
         raise ValueError(
             f"Every model of the grid failed; the first error was: "
@@ -605,6 +670,7 @@ _EM_RENAMES = {
     "random_state": "em_random_state",
     "fit_time": "em_fit_time",
     "error": "em_error",
+    "collapsed": "em_collapsed",
 }
 _METHOD_NAMES = {
     "em": "EM",
@@ -683,12 +749,7 @@ class ModelComparison:
             ``"aic"``, ``"bic"``, ``"icl"`` or a Bayesian column such as
             ``"nuts_elpd_loo"`` or ``"advi_elpd_waic"``.
         """
-        table = self.table
-        if criterion in EM_CRITERIA and "em_collapsed" in table.columns:
-            sound = table[~table["em_collapsed"].astype(bool)]
-            if sound[criterion].notna().any():
-                table = sound
-        return best_row(table, criterion)
+        return best_row(_sound(self.table, criterion, "em_collapsed"), criterion)
 
     def picks(self) -> dict[str, tuple[str, int]]:
         """The model each criterion picks.
@@ -958,6 +1019,12 @@ class _Progress:
         if self._bar is not None:
             self._bar.update(self._task, advance=1, description=text)
 
+    def extend(self, n):
+        """Add ``n`` steps (the Bayesian fits, known once EM has ranked)."""
+        self.total += n
+        if self._bar is not None:
+            self._bar.update(self._task, total=self.total)
+
     def __exit__(self, *exc):
         if self._bar is not None:
             self._bar.__exit__(*exc)
@@ -969,6 +1036,61 @@ def _is_collapsed(model) -> bool:
     from bayes_gmm.diagnostics import _collapsed
 
     return _collapsed(model).status == "fail"
+
+
+def _check_candidates(candidates, bayes_methods):
+    """Validate ``candidates`` of :func:`compare_models` before any fitting."""
+    if candidates is None:
+        return
+    if isinstance(candidates, Mapping):
+        for m, spec in candidates.items():
+            if m not in BAYES_METHODS:
+                raise ValueError(
+                    f"Invalid method in 'candidates': {m!r}. Valid options are "
+                    f"{sorted(BAYES_METHODS)}."
+                )
+            if m not in bayes_methods:
+                raise ValueError(
+                    f"'candidates' names {m!r}, which is not in 'methods'."
+                )
+            if not isinstance(spec, int | np.integer):
+                for pair in spec:
+                    if not (
+                        isinstance(pair, tuple | list)
+                        and len(pair) == 2
+                        and isinstance(pair[1], int | np.integer)
+                    ):
+                        raise ValueError(
+                            f"'candidates' for {m!r} must be a count or a list of "
+                            f"(covariance_type, K) pairs; got {pair!r}."
+                        )
+            else:
+                check_scalar(f"candidates[{m!r}]", int(spec), int, min_value=0)
+    else:
+        check_scalar("candidates", candidates, int, min_value=0)
+
+
+def _plan(candidates, bayes_methods, grid, types, ks) -> dict[str, list]:
+    """Map each method to the (covariance_type, K) it fits, in order."""
+    everything = [(c, k) for c in types for k in ks]
+    plan = {}
+    for m in bayes_methods:
+        if candidates is None:
+            plan[m] = everything
+            continue
+        spec = candidates.get(m, 0) if isinstance(candidates, Mapping) else candidates
+        if isinstance(spec, int | np.integer):
+            plan[m] = grid.leading(int(spec))
+            continue
+        chosen = [(str(c), int(k)) for c, k in spec]
+        unknown = [p for p in chosen if p not in everything]
+        if unknown:
+            raise ValueError(
+                f"'candidates' for {m!r} lists models outside the grid: "
+                f"{', '.join(_label(*p) for p in unknown)}."
+            )
+        plan[m] = list(dict.fromkeys(chosen))
+    return plan
 
 
 def _make_bayes(k, ctype, method, seed, settings):
@@ -1101,6 +1223,9 @@ def compare_models(
     progressbar: bool = True,
     bayes_kwargs: Mapping[str, Any] | None = None,
     em_kwargs: Mapping[str, Any] | None = None,
+    candidates: int | Mapping[str, Any] | None = None,
+    em_grid: EMGrid | None = None,
+    callback: Callable[..., None] | None = None,
 ) -> ModelComparison:
     """Fit a grid of mixtures by EM and Bayesian methods, and compare them.
 
@@ -1166,6 +1291,25 @@ def compare_models(
         (``priors``, ``target_accept``, ``sampler``, ``max_iter``, ...).
     em_kwargs : mapping, optional
         Other :class:`~bayes_gmm.GaussianMixtureEM` parameters.
+    candidates : int or mapping, optional
+        Which models get Bayesian fits. None (default): every model of the
+        grid. An int ``n``: the ``n`` best distinct models by EM BIC
+        (:meth:`EMGrid.leading`; failed and degenerate fits skipped), for
+        every Bayesian method. A mapping ``method -> n`` or ``method ->
+        [(covariance_type, K), ...]`` chooses per method (a method left out
+        gets no fits). The other rows hold NaN in that method's columns.
+    em_grid : EMGrid, optional
+        EM fits to reuse (from :func:`fit_em_grid` on the same data)
+        instead of fitting them again; its models then define the grid, and
+        ``n_components``, ``covariance_types``, ``n_init`` and
+        ``em_kwargs`` are not used.
+    callback : callable, optional
+        Called around every Bayesian fit as ``callback(event, method,
+        covariance_type, n_components, info)``: ``event="start"`` with
+        ``info={"random_state": seed}``, then ``event="done"`` with
+        ``info`` holding ``random_state``, ``row`` (the method's columns of
+        the table row), ``estimator`` (None if the fit failed) and
+        ``seconds``.
 
     Returns
     -------
@@ -1219,8 +1363,17 @@ def compare_models(
                 f"Invalid value in 'methods': {m!r}. Valid options are {sorted(valid)}."
             )
     bayes_methods = [m for m in BAYES_METHODS if m in methods]
-    ks = parse_components(n_components)
-    types = _check_types(covariance_types)
+    if em_grid is not None:
+        if not isinstance(em_grid, EMGrid):
+            raise TypeError(
+                f"'em_grid' must be an EMGrid (from fit_em_grid), got "
+                f"{type(em_grid).__name__}."
+            )
+        types = list(dict.fromkeys(em_grid.table["covariance_type"]))
+        ks = sorted(set(int(k) for k in em_grid.table["n_components"]))
+    else:
+        ks = parse_components(n_components)
+        types = _check_types(covariance_types)
     n_init = check_scalar("n_init", n_init, int, min_value=1)
     settings = {
         "draws": check_scalar("draws", draws, int, min_value=1),
@@ -1238,27 +1391,37 @@ def compare_models(
     settings.update(bayes_kwargs)
     em_kwargs = dict(em_kwargs or {})
     data, arr, names = _validated_frame(X)
+    if em_grid is not None and em_grid.n_samples != arr.shape[0]:
+        raise ValueError(
+            f"'em_grid' was fitted to {em_grid.n_samples} samples, but X has "
+            f"{arr.shape[0]}: pass the data the grid was fitted to."
+        )
     if bayes_methods:
         # An unknown parameter raises TypeError here, before any fitting.
         _make_bayes(1, types[0], bayes_methods[0], 0, settings)
+    _check_candidates(candidates, bayes_methods)
     base = seed_from(check_random_state(random_state))
     n_models = len(types) * len(ks)
-    total = n_models * (1 + len(bayes_methods))
 
-    with _Progress(total, progressbar) as bar:
+    with _Progress(n_models if em_grid is None else 0, progressbar) as bar:
 
         def em_progress(done, _total, ctype, k, row):
             bar.advance(f"EM {_label(ctype, k)}")
 
-        grid = fit_em_grid(
-            data,
-            ks,
-            types,
-            n_init=n_init,
-            random_state=base,
-            progress=em_progress,
-            **em_kwargs,
-        )
+        grid = em_grid
+        if grid is None:
+            grid = fit_em_grid(
+                data,
+                ks,
+                types,
+                n_init=n_init,
+                random_state=base,
+                progress=em_progress,
+                **em_kwargs,
+            )
+        plan = _plan(candidates, bayes_methods, grid, types, ks)
+        total = sum(len(v) for v in plan.values())
+        bar.extend(total)
         rows = {
             (r["covariance_type"], int(r["n_components"])): {
                 ("em_" + c if c in _EM_RENAMES else c): v
@@ -1269,36 +1432,52 @@ def compare_models(
             for r in grid.table.to_dict("records")
         }
         fits = {("em", *key): model for key, model in grid.fits.items()}
-        for key, row in rows.items():
-            model = grid.fits.get(key)
-            row["em_collapsed"] = bool(model is not None and _is_collapsed(model))
+        for row in rows.values():
+            row["em_collapsed"] = bool(row.get("em_collapsed", False))
+            for m in bayes_methods:
+                row.update(_bayes_row(m))
         elpds_all = {}
         stacking = {}
-        done = n_models
+        done = 0
         for m in bayes_methods:
             elpds = {}
-            for ctype in types:
-                for k in ks:
-                    seed = _model_seed(base, f"{m}:{ctype}", k)
-                    row, est, elpd = _fit_one_bayes(data, ctype, k, m, seed, settings)
-                    rows[(ctype, k)].update(row)
-                    if est is not None:
-                        fits[(m, ctype, k)] = est
-                    if elpd is not None:
-                        elpds[(ctype, k)] = elpd
-                        elpds_all[(m, ctype, k)] = elpd
-                    done += 1
-                    logger.info(
-                        "compare_models %d/%d: %s %s %s",
-                        done,
-                        total,
-                        _METHOD_NAMES[m],
-                        _label(ctype, k),
-                        "failed"
-                        if row[f"{m}_error"]
-                        else f"elpd_loo {row[f'{m}_elpd_loo']:.2f}",
+            for ctype, k in plan[m]:
+                seed = _model_seed(base, f"{m}:{ctype}", k)
+                if callback is not None:
+                    callback("start", m, ctype, k, {"random_state": seed})
+                start = time.perf_counter()
+                row, est, elpd = _fit_one_bayes(data, ctype, k, m, seed, settings)
+                rows[(ctype, k)].update(row)
+                if est is not None:
+                    fits[(m, ctype, k)] = est
+                if elpd is not None:
+                    elpds[(ctype, k)] = elpd
+                    elpds_all[(m, ctype, k)] = elpd
+                done += 1
+                logger.info(
+                    "compare_models %d/%d: %s %s %s",
+                    done,
+                    total,
+                    _METHOD_NAMES[m],
+                    _label(ctype, k),
+                    "failed"
+                    if row[f"{m}_error"]
+                    else f"elpd_loo {row[f'{m}_elpd_loo']:.2f}",
+                )
+                bar.advance(f"{_METHOD_NAMES[m]} {_label(ctype, k)}")
+                if callback is not None:
+                    callback(
+                        "done",
+                        m,
+                        ctype,
+                        k,
+                        {
+                            "random_state": seed,
+                            "row": row,
+                            "estimator": est,
+                            "seconds": time.perf_counter() - start,
+                        },
                     )
-                    bar.advance(f"{_METHOD_NAMES[m]} {_label(ctype, k)}")
             stacking[m] = _stacking(m, elpds, rows)
     order = [(c, k) for c in types for k in ks]
     table = pd.DataFrame([rows[key] for key in order])
@@ -1311,7 +1490,6 @@ def compare_models(
         "bic",
         "icl",
         *_EM_RENAMES.values(),
-        "em_collapsed",
     ]
     bayes_cols = [f"{m}_{c}" for m in bayes_methods for c in BAYES_COLUMNS]
     table = table[em_cols + bayes_cols]
@@ -1332,7 +1510,7 @@ def compare_models(
         failed = table[table[f"{m}_error"].notna()]
         if len(failed):
             warn(
-                f"{len(failed)} of {n_models} {_METHOD_NAMES[m]} fits failed "
+                f"{len(failed)} of {len(plan[m])} {_METHOD_NAMES[m]} fits failed "
                 f"({_model_list(failed)}); their rows hold the error message. "
                 f"First error: {failed[f'{m}_error'].iloc[0]}",
                 BayesGMMWarning,
@@ -1434,14 +1612,7 @@ def bic_pick_stability(
                 )
             table = grid.table
             if skip_collapsed:
-                ok = [
-                    key not in grid.fits or not _is_collapsed(grid.fits[key])
-                    for key in zip(
-                        table["covariance_type"], table["n_components"], strict=True
-                    )
-                ]
-                if table.loc[ok, "bic"].notna().any():
-                    table = table[ok]
+                table = _sound(table, "bic", "collapsed")
             picks.append(_label(*best_row(table, "bic")))
             bics.append(float(table["bic"].min()))
         results.append((n_init, picks, bics, time.perf_counter() - start))

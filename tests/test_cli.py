@@ -532,25 +532,55 @@ def test_demo_with_default_settings(tmp_path):
     assert summary["picks"]["bic"]["n_components"] in (2, 3)
 
 
-def test_shortlist_skips_failed_rows_and_ties():
-    from bayes_gmm.cli import _parse_candidates, _shortlist
+def test_parse_candidates():
+    from bayes_gmm.cli import _parse_candidates
 
-    table = pd.DataFrame(
-        {
-            "covariance_type": ["full", "diag", "spherical", "full", "tied", "full"],
-            "n_components": [2, 2, 2, 3, 3, 4],
-            "n_parameters": [5, 5, 5, 8, 7, 11],
-            # 1-D data: full, diag and spherical K=2 are one model (equal BIC)
-            "bic": [100.0, 100.0, 100.0 * (1 + 1e-12), 101.0, np.nan, 99.0],
-            "error": [None, None, None, None, "ValueError: boom", None],
-        }
-    )
-    assert _shortlist(table, 3) == [("full", 4), ("full", 2), ("full", 3)]
-    assert _shortlist(table, 1) == [("full", 4)]
-    assert _shortlist(table, 10) == [("full", 4), ("full", 2), ("full", 3)]
     assert _parse_candidates("3", ["em", "nuts", "advi"]) == {"nuts": 3, "advi": 3}
     assert _parse_candidates("nuts=1", ["em", "nuts", "advi"]) == {
         "nuts": 1,
         "advi": 1,
     }
     assert _parse_candidates("nuts=2,advi=3", ["em", "advi"]) == {"advi": 3}
+
+
+def test_degenerate_fits_are_not_picked(sim, tmp_path):
+    # A column with three values (a class label stored as a number): fits
+    # that give a component zero spread in it have an unbounded likelihood,
+    # held up only by reg_covar. The picks must skip them, as mclust does.
+    X, _ = sim
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(X, columns=["a", "b"])
+    df["grade"] = rng.integers(0, 3, len(df)).astype(float)
+    path = tmp_path / "graded.csv"
+    df.to_csv(path, index=False)
+    out = tmp_path / "report"
+    argv = ["fit", path, "--components", "1-6", "--covariance", "full,diag"]
+    argv += ["--n-init", "2", "--seed", "0", "--methods", "em", "--n-boot", "0"]
+    status, stdout, stderr = run([*argv, "-q", "--out", out])
+    assert status == 0, stderr
+    assert stderr.startswith("warning: column 'grade' has only 3 distinct values")
+    assert stderr.count("\n") == 1
+    table = pd.read_csv(out / "criteria.csv")
+    # oracle for "collapsed": the smallest eigenvalue of every component
+    # covariance of an independent fit with the seed the table records
+    for r in table.itertuples():
+        em = GaussianMixtureEM(
+            r.n_components,
+            covariance_type=r.covariance_type,
+            n_init=2,
+            random_state=int(r.em_random_state),
+        ).fit(df.to_numpy())
+        sk = sklearn_copy(em)
+        cov = sk.covariances_ if r.covariance_type == "full" else None
+        if cov is None:
+            cov = np.stack([np.diag(c) for c in sk.covariances_])
+        smallest = np.linalg.eigvalsh(cov)[:, 0].min()
+        assert bool(r.em_collapsed) == (smallest < 1e-4), (r, smallest)
+    assert table["em_collapsed"].any()
+    sound = table[~table["em_collapsed"]]
+    best = sound.loc[sound["bic"].idxmin()]
+    # the degenerate fits would win on BIC; the pick is the best sound one
+    assert table.loc[table["em_collapsed"], "bic"].min() < best["bic"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["picks"]["bic"]["covariance_type"] == best["covariance_type"]
+    assert summary["picks"]["bic"]["n_components"] == best["n_components"]

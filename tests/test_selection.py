@@ -674,7 +674,78 @@ def test_compare_models_marks_collapsed_em_fits(monkeypatch, data3):
     assert cmp.table["em_collapsed"].tolist() == [False, True]
     assert cmp.picks()["bic"] == ("full", 2)  # K=3 left out
     assert "Left out of the AIC, BIC and ICL picks: full K=3" in cmp.verdict()
-    assert cmp.em_grid.best("bic") == ("full", 3)  # the raw EM grid does not
+    # the EM grid marks and skips it too
+    assert cmp.em_grid.table["collapsed"].tolist() == [False, True]
+    assert cmp.em_grid.best("bic") == ("full", 2)
+    assert cmp.em_grid.leading(5) == [("full", 2)]
+
+
+def test_leading_models_skip_failed_collapsed_and_ties():
+    table = pd.DataFrame(
+        {
+            "covariance_type": ["full", "full", "full", "diag", "spherical", "tied"],
+            "n_components": [1, 2, 3, 1, 1, 4],
+            "bic": [10.0, 5.0, np.nan, 10.0, 10.0 + 1e-12, 1.0],
+            "n_parameters": [5, 11, 17, 4, 3, 20],
+            "error": [None, None, "boom", None, None, None],
+            "collapsed": [False, False, False, False, False, True],
+        }
+    )
+    grid = EMGrid(table=table)
+    # tied K=4 is degenerate, full K=3 failed; K=1 of three types ties
+    # (one-dimensional data): it counts once, as the type with fewest
+    # parameters
+    assert grid.leading(3) == [("full", 2), ("spherical", 1)]
+    assert grid.leading(1) == [("full", 2)]
+    assert grid.leading(0) == []
+    assert grid.best("bic") == ("full", 2)
+    with pytest.raises(ValueError, match="'n' must be >= 0"):
+        grid.leading(-1)
+
+
+def test_compare_models_candidates_em_grid_and_callback(fake_bayes, data3):
+    grid = fit_em_grid(data3, [1, 2, 3, 4], ("full", "diag"), n_init=2, random_state=0)
+    events = []
+    cmp = compare_models(
+        data3,
+        methods=("em", "nuts", "advi"),
+        em_grid=grid,
+        candidates={"nuts": 2, "advi": [("diag", 3)]},
+        draws=50,
+        random_state=0,
+        progressbar=False,
+        callback=lambda *a: events.append(a),
+    )
+    assert cmp.em_grid is grid  # reused, not refitted
+    leading = grid.leading(2)
+    assert leading[0] == grid.best("bic")
+    fitted = [(e[1], e[2], e[3]) for e in events if e[0] == "done"]
+    assert fitted == [("nuts", *p) for p in leading] + [("advi", "diag", 3)]
+    assert [e[0] for e in events] == ["start", "done"] * 3
+    done = [e[4] for e in events if e[0] == "done"]
+    assert all(d["estimator"] is not None and d["seconds"] >= 0 for d in done)
+    t = cmp.table.set_index(["covariance_type", "n_components"])
+    assert t["nuts_elpd_loo"].notna().sum() == 2
+    assert t.loc[leading, "nuts_elpd_loo"].notna().all()
+    assert t["advi_elpd_loo"].notna().sum() == 1
+    assert np.isfinite(t.loc[("diag", 3), "advi_elpd_loo"])
+    assert t.loc[("diag", 3), "advi_weight"] == 1.0  # the only ADVI fit
+    assert len(fake_bayes) == 1 + 3  # one made to check the settings
+
+
+def test_compare_models_bad_candidates(data3):
+    kw = dict(methods=("em", "nuts"), progressbar=False, n_init=1)
+    with pytest.raises(ValueError, match="not in 'methods'"):
+        compare_models(data3, [1, 2], candidates={"advi": 1}, **kw)
+    with pytest.raises(ValueError, match="outside the grid: full K=5"):
+        compare_models(data3, [1, 2], candidates={"nuts": [("full", 5)]}, **kw)
+    with pytest.raises(ValueError, match="'candidates' must be >= 0"):
+        compare_models(data3, [1, 2], candidates=-1, **kw)
+    with pytest.raises(TypeError, match="EMGrid"):
+        compare_models(data3, em_grid="grid", **kw)
+    grid = fit_em_grid(data3[:50], [1], ("full",), n_init=1)
+    with pytest.raises(ValueError, match="fitted to 50 samples, but X has 300"):
+        compare_models(data3, em_grid=grid, **kw)
 
 
 def test_compare_models_bad_input(data3):
@@ -781,7 +852,9 @@ def test_bic_pick_stability_skips_collapsed_fits(monkeypatch, data3):
     raw = bic_pick_stability(
         data3, n_inits=(1,), seeds=range(2), skip_collapsed=False, **kw
     )
-    assert raw["picks"].iloc[0].split(", ")[0] == "{} K={}".format(*grid.best("bic"))
+    assert raw["picks"].iloc[0].split(", ")[0] == "{} K={}".format(
+        *best_row(grid.table, "bic")
+    )
 
 
 def test_bic_pick_stability_bad_input(data3):
