@@ -583,17 +583,9 @@ def _fit_bayesian(df, grid, settings, plan, say, progressbar):
 
 def _time_detail(inference: dict) -> str:
     """Where a Bayesian fit's time went, e.g. ' (compile 61.0 s, sampling 9.8 s)'."""
-    detail = []
-    if "compile_seconds" in inference:
-        detail.append(
-            "compiled model reused"
-            if inference.get("compile_reused")
-            else f"compile {inference['compile_seconds']:.1f} s"
-        )
-    if "sampling_seconds" in inference:
-        detail.append(f"sampling {inference['sampling_seconds']:.1f} s")
-    if "fit_seconds" in inference:
-        detail.append(f"optimisation {inference['fit_seconds']:.1f} s")
+    from bayes_gmm.report import time_detail
+
+    detail = time_detail(inference)
     return f" ({', '.join(detail)})" if detail else ""
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import xarray as xr
 
 from bayes_gmm._covariance import get_covariance_type, log_gaussian_prob_cholesky
 from bayes_gmm._validation import check_random_state, check_scalar
-from bayes_gmm.result import MixtureResult
+from bayes_gmm.result import as_mixture_result
 
 __all__ = ["compare_fits", "mixture_divergence"]
 
@@ -126,17 +125,7 @@ def _as_fit(fit, name=None) -> _Fit:
         return _Fit(
             name or "em", "estimate", "em", fit.covariance_type, _em_point(fit), None
         )
-    bayes = sys.modules.get("bayes_gmm.bayes")
-    if bayes is not None and isinstance(fit, bayes.GaussianMixtureBayes):
-        check_is_fitted(fit, "result_")
-        fit = fit.result_
-    if isinstance(fit, xr.DataTree):
-        fit = MixtureResult(fit)
-    if not isinstance(fit, MixtureResult):
-        raise TypeError(
-            "Each fit must be a GaussianMixtureEM, a GaussianMixtureBayes, a "
-            f"MixtureResult or an xarray.DataTree; got {type(fit).__name__}."
-        )
+    fit = as_mixture_result(fit, "Each fit must be")
     method = fit.method
     post = fit.posterior[list(_PARAMS)]
     default = _DEFAULT_NAMES.get(method, method)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +41,7 @@ import xarray as xr
 
 from bayes_gmm._covariance import get_covariance_type
 from bayes_gmm._validation import check_data
-from bayes_gmm.result import MixtureResult
+from bayes_gmm.result import MixtureResult, as_mixture_result
 
 __all__ = ["Check", "Diagnosis", "diagnose", "STATUSES"]
 
@@ -385,17 +384,7 @@ def diagnose(fit, X=None) -> Diagnosis:
     if isinstance(fit, GaussianMixtureEM):
         check_is_fitted(fit)
         return _diagnose_em(fit, X)
-    bayes = sys.modules.get("bayes_gmm.bayes")
-    if bayes is not None and isinstance(fit, bayes.GaussianMixtureBayes):
-        check_is_fitted(fit, "result_")
-        fit = fit.result_
-    if isinstance(fit, xr.DataTree):
-        fit = MixtureResult(fit)
-    if not isinstance(fit, MixtureResult):
-        raise TypeError(
-            "diagnose expects a GaussianMixtureEM, a GaussianMixtureBayes, a "
-            f"MixtureResult or an xarray.DataTree; got {type(fit).__name__}."
-        )
+    fit = as_mixture_result(fit, "diagnose expects")
     if fit.method == "bootstrap":
         return _diagnose_bootstrap(fit)
     return _diagnose_bayes(fit)

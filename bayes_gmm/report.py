@@ -66,6 +66,22 @@ _FIGURE_CAPTIONS = {
 }
 
 
+def time_detail(inference: dict) -> list[str]:
+    """Where a Bayesian fit's time went: ["compile 61.0 s", "sampling 9.8 s"]."""
+    detail = []
+    if "compile_seconds" in inference:
+        detail.append(
+            "compiled model reused"
+            if inference.get("compile_reused")
+            else f"compile {inference['compile_seconds']:.1f} s"
+        )
+    if "sampling_seconds" in inference:
+        detail.append(f"sampling {inference['sampling_seconds']:.1f} s")
+    if "fit_seconds" in inference:
+        detail.append(f"optimisation {inference['fit_seconds']:.1f} s")
+    return detail
+
+
 def _e(value) -> str:
     return html.escape(str(value))
 
@@ -294,18 +310,7 @@ def _bayes_html(bayes: Mapping) -> str:
     parts.append("</ul>")
     rows = []
     for f in bayes.get("fits", []):
-        info = f.get("inference") or {}
-        detail = []
-        if "compile_seconds" in info:
-            detail.append(
-                "compiled model reused"
-                if info.get("compile_reused")
-                else f"compile {info['compile_seconds']:.1f} s"
-            )
-        if "sampling_seconds" in info:
-            detail.append(f"sampling {info['sampling_seconds']:.1f} s")
-        if "fit_seconds" in info:
-            detail.append(f"optimisation {info['fit_seconds']:.1f} s")
+        detail = time_detail(f.get("inference") or {})
         status = "failed: " + _e(f["error"]) if f.get("error") else "ok"
         seconds = f.get("seconds")
         rows.append(

@@ -25,6 +25,30 @@ _SAMPLE_DIMS = ("chain", "draw")
 _BLOCK_FLOATS = 2**22
 
 
+def as_mixture_result(fit, who: str) -> MixtureResult:
+    """The :class:`MixtureResult` of a Bayesian fit, a result or a DataTree.
+
+    ``who`` names the caller in the error for anything else (EM fits are
+    the caller's business).
+    """
+    import sys
+
+    from sklearn.utils.validation import check_is_fitted
+
+    bayes = sys.modules.get("bayes_gmm.bayes")  # loaded if such a fit exists
+    if bayes is not None and isinstance(fit, bayes.GaussianMixtureBayes):
+        check_is_fitted(fit, "result_")
+        fit = fit.result_
+    if isinstance(fit, xr.DataTree):
+        fit = MixtureResult(fit)
+    if not isinstance(fit, MixtureResult):
+        raise TypeError(
+            f"{who} a GaussianMixtureEM, a GaussianMixtureBayes, a "
+            f"MixtureResult or an xarray.DataTree; got {type(fit).__name__}."
+        )
+    return fit
+
+
 def _logsumexp(a, axis):
     top = np.max(a, axis=axis, keepdims=True)
     top = np.where(np.isfinite(top), top, 0.0)
