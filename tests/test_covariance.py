@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.stats
 from sklearn.mixture import GaussianMixture
 from sklearn.mixture._gaussian_mixture import (
@@ -17,6 +18,7 @@ from sklearn.utils._array_api import get_namespace
 
 from bayes_gmm._covariance import (
     COVARIANCE_TYPES,
+    _tri_inv_t,
     get_covariance_type,
     log_gaussian_prob,
     log_gaussian_prob_cholesky,
@@ -321,3 +323,19 @@ def test_log_gaussian_prob_cholesky_unbatched_equals_em_form():
         log_gaussian_prob_cholesky(X, means, chol),
         _estimate_log_gaussian_prob(X, means, pc, "full"),
     )
+
+
+# --------------------------------------------------------- triangular inverse
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 4)])
+@pytest.mark.parametrize("d", [1, 2, 5, 12])
+def test_tri_inv_t_is_the_transposed_inverse_of_the_factor(batch, d):
+    rng = np.random.default_rng(d)
+    chol = np.linalg.cholesky(_random_spd(rng, d, batch))
+    got = _tri_inv_t(chol)
+    assert got.shape == chol.shape
+    np.testing.assert_array_equal(np.tril(got, -1), 0.0)  # exactly upper
+    eye = np.broadcast_to(np.eye(d), chol.shape)
+    want = scipy.linalg.solve_triangular(chol, eye, lower=True)
+    _close(got, np.swapaxes(want, -1, -2), 1e-12)
