@@ -24,7 +24,9 @@ Two factorisations are used and converted between here:
 
 No covariance matrix is ever inverted: ``P`` is the inverse of the triangular
 Cholesky factor (LAPACK ``trtri``), and log-determinants are sums of
-log-diagonals.
+log-diagonals. Quadratic forms and second moments are computed on
+``x - mu_k`` wherever expanding them about another origin would cancel
+(see ``_expansion_error``).
 """
 
 from __future__ import annotations
@@ -160,24 +162,46 @@ class CovarianceType:
         raise NotImplementedError
 
     def mahalanobis(self, X, means, precisions_cholesky):
-        """Squared Mahalanobis distances, shape (n, K)."""
+        """Squared Mahalanobis distances, shape (n, K).
+
+        Computed on ``x - mu_k``, never by expanding the square (which
+        cancels when a component lies far from the origin of ``X``).
+        """
         raise NotImplementedError
 
     # --- the M-step -------------------------------------------------------------
-    def second_moments(self, X, resp):
-        """This type's sufficient statistic ``sum_n r_nk f(x_n)`` for a chunk."""
+    def second_moments(self, X, resp, origin):
+        """This type's statistic ``sum_n r_nk f(x_n - o_k)`` for a chunk.
+
+        ``origin`` (K, D) holds one origin ``o_k`` per component; ``f`` is
+        the outer product (``full``; summed over components for ``tied``),
+        its diagonal (``diag``) or trace (``spherical``).
+        """
         raise NotImplementedError
 
     def constant_moments(self, X):
         """Statistic that does not depend on the responsibilities (or None)."""
         return None
 
-    def covariances_from_moments(self, moments, nk, means, reg_covar):
-        """Covariances (EM shape) from accumulated statistics.
+    def covariances_from_moments(self, second, first, counts, shift, nk, reg_covar):
+        """Covariances (EM shape) from statistics about per-component origins.
 
-        ``moments`` is the sum over chunks of :meth:`second_moments` (or the
-        :meth:`constant_moments` for ``tied``), ``nk`` the soft counts and
-        ``means`` the new means, all in the centred frame of the data.
+        With an origin ``o_k`` per component, ``second`` the sum over chunks
+        of :meth:`second_moments` (for ``tied`` with zero origins, the
+        :meth:`constant_moments`), ``first`` ``u_k = sum_n r_nk (x_n - o_k)``,
+        ``counts`` ``n_k = sum_n r_nk``, ``shift`` ``delta_k = mu_k - o_k``
+        (the new mean minus the origin) and ``nk`` the denominators (the counts
+        plus ``10 eps``), the scatter about the new mean is exactly
+
+        .. math::
+
+            \\sum_n r_{nk} (x_n - \\mu_k)(x_n - \\mu_k)^T
+            = S_k - u_k \\delta_k^T - \\delta_k u_k^T + n_k \\delta_k \\delta_k^T
+
+        (reduced to the type's form). It cancels only as far as
+        ``delta_k`` is large next to the component's spread, so statistics
+        about the previous iteration's means (``delta_k`` = one EM step) or
+        about the new means themselves (``delta_k = 0``) lose no digits.
         """
         raise NotImplementedError
 
@@ -221,27 +245,24 @@ class _Full(CovarianceType):
         return np.sum(np.log(diag), axis=-1)
 
     def mahalanobis(self, X, means, precisions_cholesky):
-        n, d = X.shape
-        k = means.shape[0]
-        # All K products (x - mu_k) P_k in one GEMM: X [P_1 ... P_K] - mu_k P_k.
-        p_cat = np.swapaxes(precisions_cholesky, 0, 1).reshape(d, k * d)
-        y = X @ p_cat
-        y -= np.einsum("kd,kde->ke", means, precisions_cholesky).reshape(k * d)
-        y *= y
-        return y.reshape(n, k, d).sum(axis=2)
+        # |(x - mu_k) P_k|^2: one batched product over the (K, n, D) differences.
+        y = np.matmul(X[None, :, :] - means[:, None, :], precisions_cholesky)
+        return np.einsum("knd,knd->nk", y, y)
 
-    def second_moments(self, X, resp):
-        n, d = X.shape
-        k = resp.shape[1]
-        # sum_n r_nk x_n x_n^T for all k in one GEMM: (r x)^T x.
-        weighted = (resp[:, :, None] * X[:, None, :]).reshape(n, k * d)
-        return (weighted.T @ X).reshape(k, d, d)
+    def second_moments(self, X, resp, origin):
+        # sum_n r_nk (x_n - o_k)(x_n - o_k)^T: a batched (D, n) (n, D) product.
+        diff = X[None, :, :] - origin[:, None, :]
+        weighted = diff * resp.T[:, :, None]
+        return np.matmul(np.swapaxes(weighted, 1, 2), diff)
 
-    def covariances_from_moments(self, moments, nk, means, reg_covar):
-        # Sigma_k = E_k[x x^T] - mu_k mu_k^T  (x centred on the data mean).
-        cov = moments / nk[:, None, None] - means[:, :, None] * means[:, None, :]
+    def covariances_from_moments(self, second, first, counts, shift, nk, reg_covar):
+        # Scatter about the new mean: S - u d^T - d u^T + n d d^T, then / n_k.
+        cross = first[:, :, None] * shift[:, None, :]
+        cov = second - cross - np.swapaxes(cross, -1, -2)
+        cov += counts[:, None, None] * shift[:, :, None] * shift[:, None, :]
+        cov /= nk[:, None, None]
         cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-        d = means.shape[1]
+        d = shift.shape[1]
         cov[:, np.arange(d), np.arange(d)] += reg_covar
         return cov
 
@@ -281,26 +302,26 @@ class _Tied(CovarianceType):
         return np.sum(np.log(np.diagonal(precisions_cholesky, axis1=-2, axis2=-1)), -1)
 
     def mahalanobis(self, X, means, precisions_cholesky):
-        # |x P - mu P|^2 = |x P|^2 - 2 (x P).(mu P) + |mu P|^2, with two GEMMs.
-        y = X @ precisions_cholesky
-        mu = means @ precisions_cholesky
-        out = y @ (-2.0 * mu.T)
-        out += np.einsum("nd,nd->n", y, y)[:, None]
-        out += np.einsum("kd,kd->k", mu, mu)[None, :]
-        return np.maximum(out, 0.0, out=out)
+        # |(x - mu_k) P|^2: the (K n, D) differences times P in one GEMM.
+        y = np.matmul(X[None, :, :] - means[:, None, :], precisions_cholesky)
+        return np.einsum("knd,knd->nk", y, y)
 
-    def second_moments(self, X, resp):
-        return None
+    def second_moments(self, X, resp, origin):
+        # sum_k sum_n r_nk (x_n - o_k)(x_n - o_k)^T in one GEMM over (K n) rows.
+        d = X.shape[1]
+        diff = (X[None, :, :] - origin[:, None, :]).reshape(-1, d)
+        return (diff * resp.T.reshape(-1, 1)).T @ diff
 
     def constant_moments(self, X):
         return X.T @ X
 
-    def covariances_from_moments(self, moments, nk, means, reg_covar):
-        # Pooled within-component scatter: (sum x x^T - sum_k n_k mu_k mu_k^T) / N.
-        cov = moments - (nk[:, None] * means).T @ means
+    def covariances_from_moments(self, second, first, counts, shift, nk, reg_covar):
+        # Pooled scatter: sum_k (S_k - u_k d_k^T - d_k u_k^T + n_k d_k d_k^T) / N.
+        cross = first.T @ shift
+        cov = second - cross - cross.T + (counts[:, None] * shift).T @ shift
         cov /= nk.sum()
         cov = 0.5 * (cov + cov.T)
-        cov.flat[:: means.shape[1] + 1] += reg_covar
+        cov.flat[:: shift.shape[1] + 1] += reg_covar
         return cov
 
 
@@ -340,18 +361,24 @@ class _Diag(CovarianceType):
         return np.sum(np.log(precisions_cholesky), axis=-1)
 
     def mahalanobis(self, X, means, precisions_cholesky):
-        # sum_d lam_d (x_d - mu_d)^2 expanded into GEMMs.
-        lam = precisions_cholesky**2
-        out = (X * X) @ lam.T
-        out -= 2.0 * (X @ (means * lam).T)
-        out += np.sum(means**2 * lam, axis=1)[None, :]
-        return np.maximum(out, 0.0, out=out)
+        # sum_d (p_kd (x_d - mu_kd))^2 on the (K, n, D) differences.
+        y = (X[None, :, :] - means[:, None, :]) * precisions_cholesky[:, None, :]
+        return np.einsum("knd,knd->nk", y, y)
 
-    def second_moments(self, X, resp):
-        return resp.T @ (X * X)
+    def second_moments(self, X, resp, origin):
+        diff = X[None, :, :] - origin[:, None, :]
+        return np.einsum("nk,knd->kd", resp, diff * diff)
 
-    def covariances_from_moments(self, moments, nk, means, reg_covar):
-        return moments / nk[:, None] - means**2 + reg_covar
+    def covariances_from_moments(self, second, first, counts, shift, nk, reg_covar):
+        # Scatter about the new mean (the diagonal of the full form) / n_k:
+        # S - 2 u d + n d^2 = S + d (n d - 2 u).
+        cov = counts[:, None] * shift
+        cov -= 2.0 * first
+        cov *= shift
+        cov += second
+        cov /= nk[:, None]
+        cov += reg_covar
+        return cov
 
 
 class _Spherical(CovarianceType):
@@ -393,19 +420,27 @@ class _Spherical(CovarianceType):
         return n_features * np.log(precisions_cholesky)
 
     def mahalanobis(self, X, means, precisions_cholesky):
-        lam = precisions_cholesky**2
-        out = X @ (-2.0 * means.T)
-        out += np.einsum("nd,nd->n", X, X)[:, None]
-        out += np.einsum("kd,kd->k", means, means)[None, :]
-        out *= lam[None, :]
-        return np.maximum(out, 0.0, out=out)
+        # lam_k |x - mu_k|^2 on the (K, n, D) differences.
+        diff = X[None, :, :] - means[:, None, :]
+        out = np.einsum("knd,knd->nk", diff, diff)
+        out *= precisions_cholesky**2
+        return out
 
-    def second_moments(self, X, resp):
-        return resp.T @ np.einsum("nd,nd->n", X, X)
+    def second_moments(self, X, resp, origin):
+        diff = X[None, :, :] - origin[:, None, :]
+        return np.einsum("nk,kn->k", resp, np.einsum("knd,knd->kn", diff, diff))
 
-    def covariances_from_moments(self, moments, nk, means, reg_covar):
-        d = means.shape[1]
-        return (moments / nk - np.sum(means**2, axis=1)) / d + reg_covar
+    def covariances_from_moments(self, second, first, counts, shift, nk, reg_covar):
+        # Trace of the scatter about the new mean, / (D n_k).
+        d = shift.shape[1]
+        cov = counts[:, None] * shift
+        cov -= 2.0 * first
+        cov *= shift
+        cov = cov.sum(axis=1)
+        cov += second
+        cov /= d * nk
+        cov += reg_covar
+        return cov
 
 
 _FULL = _Full()
@@ -605,10 +640,14 @@ class _DesignKernel:
         self.stats += resp_t @ self._f.T
 
     def moments(self):
-        """Soft counts, first moments and the type's second moments."""
+        """Soft counts, first and second moments, and their origins.
+
+        The design's moments are about the centre, so the origins are None
+        (zero); see :meth:`CovarianceType.covariances_from_moments`.
+        """
         s = self.stats
         t, d = self.t, self.d
-        return s[:, -1].copy(), s[:, t : t + d].copy(), self.second(s[:, :t])
+        return s[:, -1].copy(), s[:, t : t + d].copy(), self.second(s[:, :t]), None
 
     def second(self, quad):
         return quad.copy()
@@ -648,7 +687,6 @@ class _FullDesign(_DesignKernel):
         )
         super().__init__(np.hstack([wq, wx, const[:, None]]), iu.size, d)
         self.iu, self.ju, self.offsets = iu, ju, offsets
-        self.max_distance2 = float(dist2.max())
 
     def quadratic(self, xt, out):
         off = self.offsets
@@ -723,7 +761,7 @@ class _FullExact:
 
     def moments(self):
         second = self.sxx.reshape(self.k, self.d, self.d)
-        return self.s1[:, -1].copy(), self.s1[:, : self.d].copy(), second
+        return self.s1[:, -1].copy(), self.s1[:, : self.d].copy(), second, None
 
 
 class _DiagDesign(_DesignKernel):
@@ -792,26 +830,215 @@ class _TiedDesign(_DesignKernel):
         return None
 
 
+class _CentredKernel:
+    """Kernels that centre every row on every component's mean.
+
+    The design kernels expand the quadratic forms about the centre of the
+    data, which cancels when a component lies many of its standard
+    deviations away from it or its features are nearly collinear (see
+    :func:`_expansion_error`). These kernels work on the differences
+    ``x - mu_k`` (shape (K, m, D)) instead: the E-step multiplies them by
+    the precision factor and the M-step adds the second moments about the
+    same means, the previous iteration's (the shift form of
+    :meth:`CovarianceType.covariances_from_moments`), so nothing cancels
+    beyond one EM step of the means, still in one pass over the data. They
+    move K times more data than the designs (measured 3-9x slower per
+    iteration), so they are used only where the designs would lose digits.
+    """
+
+    needs_constant = False
+
+    def __init__(self, means, log_weights, log_det):
+        k, d = means.shape
+        self.k, self.d = k, d
+        # Sums over the feature axis are products with this column: numpy's
+        # reductions and einsum along a short last axis are 5-20x slower.
+        self.ones = np.ones((d, 1))
+        self.origin = means
+        self.mu = means[:, None, :]
+        self.const = (log_weights + log_det - 0.5 * d * _LOG_2PI)[:, None]
+        self.s1 = np.zeros((k, d + 1))  # first moments about the centre, counts
+        # differences, a work array of the same size, the row and lp
+        self.row_floats = 2 * k * d + d + k
+
+    def allocate(self, rows):
+        k, d = self.k, self.d
+        self.xa = np.empty((rows, d + 1))
+        self.xa[:, d] = 1.0
+        self.buf = np.empty((2, k * rows * d))
+        self.lp = np.empty((k, rows))
+
+    def _views(self, m):
+        """Contiguous (K, m, D) differences and work array for m rows."""
+        size = self.k * m * self.d
+        shape = (self.k, m, self.d)
+        return self.buf[0, :size].reshape(shape), self.buf[1, :size].reshape(shape)
+
+    def log_prob(self, X, center):
+        m = X.shape[0]
+        xc = self.xa[:m, : self.d]
+        np.subtract(X, center, out=xc)
+        diff, work = self._views(m)
+        np.subtract(xc, self.mu, out=diff)
+        lp = self.lp[:, :m]
+        self.half_distances(diff, work, lp)
+        np.subtract(self.const, lp, out=lp)
+        self._m = m
+        return lp, None
+
+    def accumulate(self, resp_t):
+        m = self._m
+        self.s1 += resp_t @ self.xa[:m]
+        diff, work = self._views(m)
+        self.add_second(resp_t, diff, work)
+
+    def moments(self):
+        d = self.d
+        return self.s1[:, d].copy(), self.s1[:, :d].copy(), self.second, self.origin
+
+    def half_distances(self, diff, work, out):
+        """Fill ``out`` (K, m) with half the squared Mahalanobis distances."""
+        raise NotImplementedError
+
+    def add_second(self, resp_t, diff, work):
+        """Add the chunk's second moments about the origins to ``self.second``."""
+        raise NotImplementedError
+
+
+class _FullCentred(_CentredKernel):
+    def __init__(self, means, precisions_cholesky, log_weights):
+        k, d = means.shape
+        log_det = _FULL.log_det_precision_cholesky(precisions_cholesky, d)
+        super().__init__(means, log_weights, log_det)
+        self.p = precisions_cholesky * np.sqrt(0.5)  # squares sum to half
+        self.second = np.zeros((k, d, d))
+
+    def half_distances(self, diff, work, out):
+        np.matmul(diff, self.p, out=work)  # (x - mu_k) P_k, K GEMMs
+        np.multiply(work, work, out=work)
+        np.matmul(work, self.ones, out=out[:, :, None])
+
+    def add_second(self, resp_t, diff, work):
+        # sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T: K (D, m) (m, D) GEMMs.
+        np.multiply(diff, resp_t[:, :, None], out=work)
+        self.second += np.matmul(np.swapaxes(work, 1, 2), diff)
+
+
+class _TiedCentred(_CentredKernel):
+    def __init__(self, means, precisions_cholesky, log_weights):
+        k, d = means.shape
+        log_det = _FULL.log_det_precision_cholesky(precisions_cholesky, d)
+        super().__init__(means, log_weights, log_det)
+        self.p = precisions_cholesky * np.sqrt(0.5)
+        self.second = np.zeros((d, d))
+
+    def half_distances(self, diff, work, out):
+        d = self.d
+        np.matmul(diff.reshape(-1, d), self.p, out=work.reshape(-1, d))  # one GEMM
+        np.multiply(work, work, out=work)
+        np.matmul(work, self.ones, out=out[:, :, None])
+
+    def add_second(self, resp_t, diff, work):
+        # Pooled over components: one (D, K m) (K m, D) GEMM.
+        d = self.d
+        np.multiply(diff, resp_t[:, :, None], out=work)
+        self.second += work.reshape(-1, d).T @ diff.reshape(-1, d)
+
+
+class _DiagCentred(_CentredKernel):
+    def __init__(self, means, precisions_cholesky, log_weights):
+        k, d = means.shape
+        log_det = np.sum(np.log(precisions_cholesky), axis=1)
+        super().__init__(means, log_weights, log_det)
+        self.half_lam = (0.5 * precisions_cholesky**2)[:, :, None]  # (K, D, 1)
+        self.second = np.zeros((k, d))
+
+    def half_distances(self, diff, work, out):
+        np.multiply(diff, diff, out=work)  # kept for the M-step
+        np.matmul(work, self.half_lam, out=out[:, :, None])
+
+    def add_second(self, resp_t, diff, work):
+        # sum_n r_nk (x_nd - mu_kd)^2: K (1, m) (m, D) products.
+        self.second += np.matmul(resp_t[:, None, :], work)[:, 0, :]
+
+
+class _SphericalCentred(_CentredKernel):
+    def __init__(self, means, precisions_cholesky, log_weights):
+        k, d = means.shape
+        super().__init__(means, log_weights, d * np.log(precisions_cholesky))
+        self.half_lam = (0.5 * precisions_cholesky**2)[:, None]  # (K, 1)
+        self.second = np.zeros(k)
+        self.row_floats += k  # the distances, kept for the M-step
+
+    def allocate(self, rows):
+        super().allocate(rows)
+        self.dist2 = np.empty((self.k, rows))
+
+    def half_distances(self, diff, work, out):
+        dist2 = self.dist2[:, : diff.shape[1]]
+        np.multiply(diff, diff, out=work)
+        np.matmul(work, self.ones, out=dist2[:, :, None])  # |x - mu_k|^2, kept
+        np.multiply(dist2, self.half_lam, out=out)
+
+    def add_second(self, resp_t, diff, work):
+        dist2 = self.dist2[:, : resp_t.shape[1]]
+        self.second += np.matmul(resp_t[:, None, :], dist2[:, :, None])[:, 0, 0]
+
+
 #: ``full`` uses the design (D^2 / 2 products per row, shared by the E- and
 #: M-step) up to max(this, 2 K) features, beyond that the GEMM over
 #: [P_1 ... P_K] (2 K D products per row); measured crossover on 1 core.
 _FULL_DESIGN_MAX_FEATURES = 12
-#: The design expands the quadratic form about the data centre, so its log
-#: densities carry an absolute rounding error of about
-#: ``4 eps mu_k^T Lam_k mu_k``; beyond this squared Mahalanobis distance of a
-#: component mean from the centre (error ~1e-11) the exact form is used.
-_FULL_DESIGN_MAX_DISTANCE2 = 1e4
+#: Largest :func:`_expansion_error` for which the design kernels (and the
+#: GEMM over [P_1 ... P_K]) are used (rounding errors ~1e4 eps = 2e-12);
+#: beyond it every row is centred on every component's mean instead.
+_DESIGN_MAX_ERROR = 1e4
+
+_DESIGNS = {"full": _FullDesign, "tied": _TiedDesign, "diag": _DiagDesign}
+_DESIGNS["spherical"] = _SphericalDesign
+_CENTRED = {"full": _FullCentred, "tied": _TiedCentred, "diag": _DiagCentred}
+_CENTRED["spherical"] = _SphericalCentred
 
 
-def _em_kernel(covariance_type, means, precisions_cholesky, log_weights):
-    """The fused E/M kernel of one EM iteration (see :mod:`bayes_gmm.em`)."""
+def _expansion_error(name, means, precisions_cholesky, covariances):
+    """How many ``eps`` the expanded quadratic forms lose, at most over components.
+
+    The design kernels expand ``(x - mu)^T Lam (x - mu)`` about the centre
+    of the data (``means`` are relative to it) and accumulate the second
+    moments ``sum r x x^T`` about it too. For rows of component ``k`` their
+    terms are as large as ``| |P_k|^T (|mu_k| + s_k) |^2`` (``s_k`` the
+    standard deviations, ``|.|`` entrywise), while the result is of order
+    ``D``: so that is the relative rounding error in units of ``eps``, of
+    the log densities and of the covariances alike. It grows with the
+    squared distance of the mean from the centre (in the component's own
+    metric) and, for ``full`` and ``tied``, with the correlation of the
+    features (nearly collinear columns make ``|P|`` large).
+    """
+    # (in-place ufuncs: this runs once per EM iteration, on small arrays)
+    v = np.abs(means)
+    if name in ("diag", "spherical"):
+        v *= precisions_cholesky if name == "diag" else precisions_cholesky[:, None]
+        v += 1.0  # |P| (|mu| + s) with s = 1 / p
+    else:
+        v += np.sqrt(np.diagonal(covariances, axis1=-2, axis2=-1))
+        v = np.matmul(v[:, None, :], np.abs(precisions_cholesky))
+    v *= v
+    return float(v.sum(axis=-1).max())
+
+
+def _em_kernel(covariance_type, means, precisions_cholesky, log_weights, covariances):
+    """The fused E/M kernel of one EM iteration (see :mod:`bayes_gmm.em`).
+
+    ``means`` are relative to the centre of the data. Designs (or the GEMM
+    over [P_1 ... P_K] for ``full`` with many features) when expanding about
+    the centre loses at most ~1e4 eps (:func:`_expansion_error`), else the
+    kernels that centre every row on every component's mean.
+    """
     name = get_covariance_type(covariance_type).name
-    if name == "full":
-        k, d = means.shape
-        if d <= max(_FULL_DESIGN_MAX_FEATURES, 2 * k):
-            kernel = _FullDesign(means, precisions_cholesky, log_weights)
-            if kernel.max_distance2 <= _FULL_DESIGN_MAX_DISTANCE2:
-                return kernel
+    k, d = means.shape
+    error = _expansion_error(name, means, precisions_cholesky, covariances)
+    if np.isfinite(error) and error > _DESIGN_MAX_ERROR:
+        return _CENTRED[name](means, precisions_cholesky, log_weights)
+    if name == "full" and d > max(_FULL_DESIGN_MAX_FEATURES, 2 * k):
         return _FullExact(means, precisions_cholesky, log_weights)
-    kind = {"diag": _DiagDesign, "spherical": _SphericalDesign, "tied": _TiedDesign}
-    return kind[name](means, precisions_cholesky, log_weights)
+    return _DESIGNS[name](means, precisions_cholesky, log_weights)

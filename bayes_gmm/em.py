@@ -21,12 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
-from bayes_gmm._covariance import (
-    _em_kernel,
-    get_covariance_type,
-    log_gaussian_prob,
-    n_parameters,
-)
+from bayes_gmm._covariance import _em_kernel, get_covariance_type, n_parameters
 from bayes_gmm._init import INIT_PARAMS, initial_resp, standardise
 from bayes_gmm._validation import (
     ConvergenceWarning,
@@ -142,53 +137,27 @@ def _normalise_columns(lp):
     return total
 
 
-def _log_resp_chunk(xc, params, log_weights):
-    """Weighted log densities -> (log normaliser, responsibilities) in place."""
-    lp = log_gaussian_prob(
-        xc, params.means, params.precisions_cholesky, params.covariance_type
-    )
-    lp += log_weights
-    # log-sum-exp over components, normalised by the row maximum.
-    top = lp.max(axis=1, keepdims=True)
-    top[~np.isfinite(top)] = 0.0
-    lp -= top
-    np.exp(lp, out=lp)
-    total = lp.sum(axis=1, keepdims=True)
-    lp /= total
-    return (np.log(total) + top)[:, 0], lp
+def _params_from_moments(ct, moments, reg_covar, constant=None):
+    """New parameters from M-step statistics (means relative to the centre).
 
-
-class _Moments:
-    """Sufficient statistics of the M-step, accumulated chunk by chunk."""
-
-    def __init__(self, ct, n_components, n_features):
-        self.ct = ct
-        self.nk = np.zeros(n_components)
-        self.sx = np.zeros((n_components, n_features))
-        self.second = None
-
-    @classmethod
-    def from_kernel(cls, ct, kernel):
-        """Statistics accumulated by a fused EM kernel."""
-        acc = cls(ct, 0, 0)
-        acc.nk, acc.sx, acc.second = kernel.moments()
-        return acc
-
-    def add(self, xc, resp):
-        self.nk += resp.sum(axis=0)
-        self.sx += resp.T @ xc
-        m = self.ct.second_moments(xc, resp)
-        if m is not None:
-            self.second = m if self.second is None else self.second + m
-
-    def params(self, reg_covar, constant=None, center=None):
-        """New parameters (means relative to the centre of the chunks)."""
-        nk = self.nk + 10 * _EPS  # empty components keep a finite mean
-        means = self.sx / nk[:, None]
-        moments = self.second if constant is None else constant
-        cov = self.ct.covariances_from_moments(moments, nk, means, reg_covar)
-        pc = self.ct.precision_cholesky(cov, reg_covar)
-        return MixtureParams(nk / nk.sum(), means, cov, pc, self.ct.name)
+    ``moments`` is ``(counts, first, second, origin)``: soft counts, first
+    moments about the centre, the type's second moments about ``origin``
+    (one per component; None for the centre) and that origin. ``constant``
+    replaces a missing ``second`` (``tied`` designs: ``sum_n x_n x_n^T``).
+    """
+    counts, first, second, origin = moments
+    nk = counts + 10 * _EPS  # empty components keep a finite mean
+    means = first / nk[:, None]
+    if second is None:
+        second = constant
+    if origin is None:
+        shift = means
+    else:
+        first = first - counts[:, None] * origin  # sum_n r_nk (x_n - o_k)
+        shift = means - origin
+    cov = ct.covariances_from_moments(second, first, counts, shift, nk, reg_covar)
+    pc = ct.precision_cholesky(cov, reg_covar)
+    return MixtureParams(nk / nk.sum(), means, cov, pc, ct.name)
 
 
 def _center(X):
@@ -234,6 +203,7 @@ def e_step(X, params, *, chunk_size=None):
         params.means - center,
         params.precisions_cholesky,
         log_weights,
+        params.covariances,
     )
     size = _chunk_size(n, k, d, chunk_size, kernel.row_floats + k)
     kernel.allocate(min(n, size))
@@ -283,11 +253,18 @@ def m_step(X, resp, covariance_type, reg_covar, *, chunk_size=None):
     k = resp.shape[1]
     size = _chunk_size(n, k, d, chunk_size)
     center = _center(X)
-    acc = _Moments(ct, k, d)
+    # Two passes, as scikit-learn's full covariances: the counts and means,
+    # then the second moments about the new means (nothing cancels).
+    counts = np.zeros(k)
+    first = np.zeros((k, d))
     for s in _chunks(n, size):
-        acc.add(X[s] - center, resp[s])
-    constant = _constant_moments(X, ct, center, size)
-    p = acc.params(reg_covar, constant)
+        counts += resp[s].sum(axis=0)
+        first += resp[s].T @ (X[s] - center)
+    origin = first / (counts + 10 * _EPS)[:, None]
+    second = 0.0
+    for s in _chunks(n, size):
+        second = second + ct.second_moments(X[s] - center, resp[s], origin)
+    p = _params_from_moments(ct, (counts, first, second, origin), reg_covar)
     return MixtureParams(
         p.weights,
         p.means + center,
@@ -330,7 +307,13 @@ def em_iteration(X, params, reg_covar, *, center, constant=None, chunk_size=None
     k = params.weights.shape[0]
     with np.errstate(divide="ignore"):
         log_weights = np.log(params.weights)
-    kernel = _em_kernel(ct.name, params.means, params.precisions_cholesky, log_weights)
+    kernel = _em_kernel(
+        ct.name,
+        params.means,
+        params.precisions_cholesky,
+        log_weights,
+        params.covariances,
+    )
     size = _chunk_size(n, k, d, chunk_size, kernel.row_floats)
     kernel.allocate(min(n, size))
     if constant is None and kernel.needs_constant:
@@ -344,8 +327,7 @@ def em_iteration(X, params, reg_covar, *, center, constant=None, chunk_size=None
         if row_term is not None:
             total += row_term.sum()
         kernel.accumulate(lp)
-    acc = _Moments.from_kernel(ct, kernel)
-    return total / n, acc.params(reg_covar, constant)
+    return total / n, _params_from_moments(ct, kernel.moments(), reg_covar, constant)
 
 
 def run_em(
