@@ -58,6 +58,8 @@ _CHUNK_FLOATS = 2**17
 _MIN_CHUNK = 128
 # log(1e-200): smaller responsibilities are set to zero (see _normalise_columns).
 _LOG_TINY = -460.5
+# Frames from validation.warn to the user: warn, _fit, fit or fit_predict, user.
+_WARN_LEVEL = 4
 
 
 @dataclass(frozen=True)
@@ -339,13 +341,15 @@ def run_em(
     reg_covar=1e-6,
     chunk_size=None,
     callback=None,
+    previous_lower_bound=-np.inf,
 ):
     """Iterate EM from ``params`` until the mean log-likelihood settles.
 
     Stops when the change of the mean log-likelihood between iterations is
     below ``tol`` or after ``max_iter`` iterations (scikit-learn's rule: the
     bound recorded at iteration ``t`` is that of the parameters going into
-    it, and the parameters returned are those after its M-step).
+    it, and the parameters returned are those after its M-step). The first
+    change is measured from ``previous_lower_bound``.
 
     Parameters
     ----------
@@ -363,6 +367,11 @@ def run_em(
         Rows per chunk.
     callback : callable, optional
         Called as ``callback(n_iter, lower_bound)`` after every iteration.
+    previous_lower_bound : float, default=-inf
+        The bound the first iteration's change is measured from. A warm start
+        passes the previous fit's ``lower_bound_`` (as scikit-learn does), so
+        a fit that is resumed at its optimum stops after one iteration.
+        Returned as the bound when ``max_iter=0``.
 
     Returns
     -------
@@ -377,7 +386,7 @@ def run_em(
         X, ct, center, _chunk_size(n, params.weights.shape[0], d, chunk_size)
     )
     current = params.shifted(center)
-    lower_bound = -np.inf
+    lower_bound = float(previous_lower_bound)
     history = []
     converged = False
     n_iter = 0
@@ -662,7 +671,7 @@ default="kmeans"
         self : GaussianMixtureEM
             The fitted estimator.
         """
-        self.fit_predict(X, y)
+        self._fit(X)
         return self
 
     def fit_predict(self, X, y=None):
@@ -679,6 +688,14 @@ default="kmeans"
         -------
         labels : ndarray of shape (n_samples,)
             Component labels.
+        """
+        return self._fit(X)
+
+    def _fit(self, X):
+        """Fit and return the labels; called directly by ``fit`` and ``fit_predict``.
+
+        Both public methods are one frame above this one, so a warning
+        raised here with ``stacklevel=_WARN_LEVEL`` names the user's line.
         """
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         X = check_data(self, X, reset=do_init, min_samples=2)
@@ -710,6 +727,8 @@ default="kmeans"
                 reg_covar=self.reg_covar,
                 chunk_size=self.chunk_size,
                 callback=progress,
+                # A warm start continues the previous fit's convergence check.
+                previous_lower_bound=-np.inf if do_init else self.lower_bound_,
             )
             logger.log(
                 level,
@@ -729,6 +748,7 @@ default="kmeans"
                 f"max_iter={self.max_iter} iterations. Increase max_iter or tol, "
                 "try other starts, or check for degenerate data.",
                 ConvergenceWarning,
+                stacklevel=_WARN_LEVEL,
             )
         self._set_params_from(best.params)
         self.converged_ = bool(best.converged)

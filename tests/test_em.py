@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from bayes_gmm import ConvergenceWarning, GaussianMixtureEM, load_faithful, make_mixture
-from bayes_gmm.em import INIT_PARAMS, MixtureParams, e_step, m_step
+from bayes_gmm.em import INIT_PARAMS, MixtureParams, e_step, m_step, run_em
 
 TYPES = ["full", "tied", "diag", "spherical"]
 FITTED = ["weights_", "means_", "covariances_", "precisions_cholesky_"]
@@ -734,13 +734,6 @@ def test_warm_start_continues_like_sklearn(covariance_type):
     _assert_rel(ours.lower_bounds_, cold.lower_bounds_[-4:], 1e-10)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: a warm fit restarts the convergence check from -inf "
-        "(bayes_gmm/em.py run_em / fit_predict), sklearn from lower_bound_"
-    ),
-)
 def test_warm_start_convergence_check_like_sklearn():
     X = _dataset("faithful")
     init = _sklearn_start(X, 2, "full")
@@ -751,6 +744,22 @@ def test_warm_start_convergence_check_like_sklearn():
         sk.fit(X)
         assert ours.converged_ and sk.converged_
         _assert_same_fit(ours, sk)
+
+
+def test_run_em_measures_the_first_change_from_previous_lower_bound():
+    X = _dataset("faithful")
+    gm = GaussianMixtureEM(2, random_state=0).fit(X)
+    start = MixtureParams(
+        gm.weights_, gm.means_, gm.covariances_, gm.precisions_cholesky_, "full"
+    )
+    cold = run_em(X, start, tol=gm.tol)
+    warm = run_em(X, start, tol=gm.tol, previous_lower_bound=gm.lower_bound_)
+    assert cold.converged and cold.n_iter == 2  # the first change is infinite
+    assert warm.converged and warm.n_iter == 1
+    assert warm.lower_bounds == cold.lower_bounds[:1]
+    # No iteration: the parameters and their bound are returned unchanged.
+    idle = run_em(X, start, max_iter=0, previous_lower_bound=gm.lower_bound_)
+    assert idle.lower_bound == gm.lower_bound_ and idle.n_iter == 0
 
 
 # ------------------------------------------------ degenerate data, errors
@@ -908,13 +917,6 @@ def test_convergence_warning_from_fit_predict_points_at_user_code():
     assert rec[0].filename == __file__
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: ConvergenceWarning from fit() is attributed to bayes_gmm/em.py "
-        "(warn stacklevel=3 counts fit_predict, not fit)"
-    ),
-)
 def test_convergence_warning_from_fit_points_at_user_code():
     gm = GaussianMixtureEM(2, tol=0.0, max_iter=1, random_state=0)
     with pytest.warns(ConvergenceWarning) as rec:
