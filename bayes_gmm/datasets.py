@@ -113,7 +113,13 @@ def make_mixture(
     chol = ct.to_cholesky(cov, k, d)
     labels = rng.choice(k, size=n, p=w)
     z = rng.standard_normal((n, d))
-    X = means[labels] + np.einsum("nij,nj->ni", chol[labels], z)
+    # x = mu_j + L_j z, one component at a time: O(n d) memory (indexing the
+    # factors by label would build an (n, d, d) array). The same einsum
+    # contraction as over all rows at once, so the same numbers to the bit.
+    X = np.empty((n, d))
+    for j in range(k):
+        rows = np.flatnonzero(labels == j)
+        X[rows] = means[j] + np.einsum("ij,nj->ni", chol[j], z[rows])
     return X, labels, MixtureTruth(w, means, cov, ct.name)
 
 

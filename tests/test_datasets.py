@@ -1,6 +1,7 @@
 """Tests of bayes_gmm.datasets against simulated truth and published summaries."""
 
 import itertools
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,17 @@ def test_make_mixture_rows_are_in_random_order():
     same = np.mean(y[1:] == y[:-1])
     p = np.sum(truth.weights**2)
     assert abs(same - p) < 5 * np.sqrt(p * (1 - p) / (n - 1))
+
+
+def test_make_mixture_memory_is_linear_in_the_data():
+    """No (n, d, d) temporary: the peak stays a few times the data's size."""
+    tracemalloc.start()
+    try:
+        X, _, _ = make_mixture(20_000, 3, 40, random_state=0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * X.nbytes  # an (n, d, d) array alone is d = 40 times X
 
 
 @pytest.mark.parametrize(
