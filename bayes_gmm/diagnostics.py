@@ -635,7 +635,8 @@ def _diagnose_bayes(result: MixtureResult) -> Diagnosis:
         shape = f"{n_draw} draws of the approximation"
     else:
         shape = f"{n_chain} chain{'s' if n_chain > 1 else ''} x {n_draw} draws"
-    desc = f"a {name} fit ({ctype}, K={k}, {shape})"
+    article = "an" if name[:1] in "AEIOU" else "a"
+    desc = f"{article} {name} fit ({ctype}, K={k}, {shape})"
     return Diagnosis(method, desc, tuple(checks))
 
 

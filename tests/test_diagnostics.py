@@ -314,6 +314,7 @@ def test_empty_components_fire_negligible_weight(good_nuts):
 def test_advi_checks(advi_fit):
     d = diagnose(advi_fit)
     assert d.kind == "advi"
+    assert str(d).startswith("Diagnosis of an ADVI fit (full, K=2, ")
     names = {c.name for c in d.checks}
     assert {"vi_converged", "vi_khat", "pareto_k", "label_switching"} <= names
     assert not names & {"rhat", "divergences", "bfmi"}  # not for one chain of VI
