@@ -103,9 +103,10 @@ def make_data(n, d, seed=0):
     """Synthetic mixture data, the same for every K and covariance type.
 
     The parameters come from ``make_mixture`` (5 components with random
-    full covariances, means 3 sd apart); the rows are drawn here one
-    component at a time, because ``make_mixture`` itself builds an
-    (n, d, d) temporary (20 GB at N=1e6, D=50).
+    full covariances, means 3 sd apart); the rows are drawn here, one
+    component at a time, from their own random stream (written when
+    ``make_mixture`` still built an (n, d, d) temporary; kept so that the
+    committed results stay reproducible).
     """
     truth = make_mixture(
         10 * TRUE_K,
