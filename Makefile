@@ -41,6 +41,7 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/em_vs_sklearn.py
+	$(PY) benchmarks/bayes_sampling.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bayes_gmm tests benchmarks
