@@ -440,13 +440,15 @@ class GaussianMixtureEM(DensityMixin, BaseEstimator):
 default="kmeans"
         How the starts are chosen. None depends on the units of the
         features: they work on the standardised (or whitened) data.
-        ``kmeans`` (the default) searches for good starts: ``3 n_init``
-        candidate partitions (around random data points, around k-means++
-        seeds, from Ward's clustering of a subsample, and k-means on the
-        whitened data) are screened by a few EM iterations, the best are
-        run to convergence, collapsing (spurious) solutions are set aside,
-        and the best optimum is refined by split-and-merge moves; the
-        ``n_init`` starts are the distinct optima found, best first (see
+        ``kmeans`` (the default) searches for good starts: ``4 n_init``
+        candidate partitions (k-means, k-means++ seeds and random data
+        points, most on views of the standardised data with random column
+        weights, and Ward's clustering of a subsample) are screened by a few
+        EM iterations and all run to convergence by an accelerated
+        (SQUAREM) EM; collapsing (spurious) solutions are set aside, and the
+        five best optima are refined by split-and-merge moves. The
+        ``n_init`` starts are the distinct optima found, best first, their
+        components by decreasing weight (repeating when fewer; see
         :mod:`bayes_gmm._init`). As they are already converged, the final
         runs that ``n_iter_`` and ``lower_bounds_`` describe are short. The
         other options make ``n_init`` independent starts, as scikit-learn
