@@ -34,10 +34,10 @@ def rng():
 
 
 # --------------------------------------------------------------------------------
-# Shared Bayesian fits. NUTS compiles a model through numba (tens of seconds on
-# a 2-core machine), and the compiled model is cached per (covariance type, K,
-# D, priors) and reused for new data, so every fast test that needs NUTS uses
-# K=2, D=2, full covariance, default priors: one compile for the whole suite.
+# Shared Bayesian fits. NUTS through nutpie compiles nothing per fit (the
+# kernel of bayes_gmm._kernel is compiled once and cached on disk), but ADVI
+# and PyMC's sampler compile PyTensor graphs (tens of seconds on a 2-core
+# machine) and the fits themselves cost seconds, so tests share these.
 # --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def separated_2d():

@@ -332,8 +332,7 @@ def test_failure_midway_keeps_the_previous_report(csv_path, tmp_path, monkeypatc
 
 
 # ======================================================== with Bayesian methods
-# NUTS with K=2, D=2, full covariance and default priors shares the compiled
-# model of the suite's session fixtures (one compile per test session), so the
+# NUTS through nutpie compiles nothing per fit (bayes_gmm._kernel), so the
 # end-to-end run below stays cheap: EM for K = 1, 2 and NUTS for the best model.
 BAYES = ["--components", "1-2", "--covariance", "full", "--methods", "em,nuts"]
 BAYES += ["--candidates", "1", "--draws", "150", "--tune", "150", "--chains", "2"]

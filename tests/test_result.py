@@ -4,7 +4,7 @@ GaussianMixtureBayes, which average over the posterior draws.
 Oracles are computed by hand from the stored draws with scipy
 (multivariate normal densities, log-sum-exp), numpy quantiles and the WAIC
 formula of Vehtari, Gelman and Gabry (2017). The fits are the session
-fixtures of tests/conftest.py (one compiled NUTS model for the session).
+fixtures of tests/conftest.py.
 """
 
 import json
