@@ -52,6 +52,28 @@ _CT_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def _cached(decorator):
+    """Compile with numba's on-disk cache where it has a writable place.
+
+    numba raises at decoration time when neither ``__pycache__`` next to
+    this file nor its user-wide cache directory is writable (a read-only
+    installation): the callbacks are then compiled in memory, once per
+    process, instead of failing the import.
+    """
+
+    def wrap(fn):
+        try:
+            return decorator(cache=True)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return decorator(cache=False)(fn)
+
+    return wrap
+
+
+def _njit(fn):
+    return _cached(lambda cache: nb.njit(cache=cache, nogil=True))(fn)
+
+
 def _n_cov_params(ct, k, d):
     p = d * (d + 1) // 2
     return {"full": k * p, "tied": p, "diag": k * d, "spherical": k}[ct]
@@ -136,7 +158,7 @@ def make_user_data(Z, loc, scale, ct, k, priors, order_means=None):
     return ud
 
 
-@nb.njit(cache=True, nogil=True)
+@_njit
 def _decode(x, ud):
     """Parameters in standardised units from the flat unconstrained vector."""
     n, d, k = int(ud[_H_N]), int(ud[_H_D]), int(ud[_H_K])
@@ -195,7 +217,7 @@ def _decode(x, ud):
     return logw, mu, chol, n, d, k, ct, jord
 
 
-@nb.njit(cache=True, nogil=True)
+@_njit
 def _likelihood(Z, logw, mu, chol, diagonal, R, B, S):
     """Sum of the marginal log densities (standardised, without constants).
 
@@ -247,7 +269,7 @@ def _likelihood(Z, logw, mu, chol, diagonal, R, B, S):
     return total
 
 
-@nb.njit(cache=True, nogil=True)
+@_njit
 def _back_solve(L, b):
     """``L^{-T} b`` for a lower-triangular ``L``."""
     d = b.shape[0]
@@ -260,7 +282,7 @@ def _back_solve(L, b):
     return out
 
 
-@nb.njit(cache=True, nogil=True)
+@_njit
 def _logp_grad(x, ud, grad):
     """Log density and its gradient (into ``grad``) at the flat vector ``x``."""
     logw, mu, chol, n, d, k, ct, jord = _decode(x, ud)
@@ -375,7 +397,7 @@ def _logp_grad(x, ud, grad):
     return logp
 
 
-@nb.njit(cache=True, nogil=True)
+@_njit
 def _expand(x, ud, out):
     """The flat vector followed by weights, means and covariances in data units."""
     logw, mu, chol, n, d, k, ct, jord = _decode(x, ud)
@@ -431,7 +453,7 @@ _EXPAND_SIG = types.int64(
 )
 
 
-@nb.cfunc(_LOGP_SIG, cache=True)
+@_cached(lambda cache: nb.cfunc(_LOGP_SIG, cache=cache))
 def _logp_cfunc(dim, x_, out_, logp_, ud_):
     head = nb.carray(ud_, (_HEADER,), np.float64)
     if dim != int(head[_H_NDIM]):
@@ -450,7 +472,7 @@ def _logp_cfunc(dim, x_, out_, logp_, ud_):
     return 0
 
 
-@nb.cfunc(_EXPAND_SIG, cache=True)
+@_cached(lambda cache: nb.cfunc(_EXPAND_SIG, cache=cache))
 def _expand_cfunc(dim, expanded, x_, out_, ud_):
     head = nb.carray(ud_, (_HEADER,), np.float64)
     if dim != int(head[_H_NDIM]) or expanded != int(head[_H_NEXP]):
