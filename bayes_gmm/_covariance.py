@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.linalg
 from scipy.linalg.lapack import dtrtri
 
 __all__ = [

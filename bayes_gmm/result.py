@@ -260,7 +260,11 @@ class MixtureResult:
         return post.std(dim=list(_SAMPLE_DIMS), ddof=1)
 
     def summary(
-        self, var_names=("weights", "means", "covariances"), ci_prob=0.94, **kwargs
+        self,
+        var_names=("weights", "means", "covariances"),
+        ci_prob=0.94,
+        kind=None,
+        **kwargs,
     ):
         """ArviZ summary table (mean, sd, interval, ESS, R-hat).
 
@@ -269,8 +273,14 @@ class MixtureResult:
         var_names : sequence of str, default=("weights", "means", "covariances")
             Variables to summarise.
         ci_prob : float, default=0.94
-            Probability of the equal-tailed credible interval (passed
-            explicitly: ArviZ 1 would default to 0.89).
+            Probability of the credible interval (passed explicitly: ArviZ 1
+            would default to 0.89).
+        kind : str, optional
+            ArviZ's ``kind``. By default ``"all"`` (statistics and MCMC
+            diagnostics) for NUTS, and ``"stats"`` (mean, sd, interval) for
+            ADVI and bootstrap results, whose draws are independent: ESS,
+            R-hat and MCSE describe Markov chains and would mean nothing
+            there.
         **kwargs
             Passed to :func:`arviz_stats.summary`.
 
@@ -280,8 +290,14 @@ class MixtureResult:
         """
         import arviz_stats
 
+        if kind is None:
+            kind = "all" if self.method == "nuts" else "stats"
         return arviz_stats.summary(
-            self.datatree, var_names=list(var_names), ci_prob=ci_prob, **kwargs
+            self.datatree,
+            var_names=list(var_names),
+            ci_prob=ci_prob,
+            kind=kind,
+            **kwargs,
         )
 
     # ------------------------------------------------------------ prediction

@@ -16,7 +16,7 @@ import xarray as xr
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from bayes_gmm import GaussianMixtureBayes, MixtureResult, waic
+from bayes_gmm import GaussianMixtureBayes, GaussianMixtureEM, MixtureResult, waic
 
 FITS = ["nuts_fit", "advi_fit"]
 
@@ -150,6 +150,28 @@ def test_summary_intervals_follow_ci_prob(nuts_fit, ci_prob):
     np.testing.assert_allclose(float(row[lo_col]), lo[0, 1], rtol=1e-6)
     np.testing.assert_allclose(float(row[hi_col]), hi[0, 1], rtol=1e-6)
     np.testing.assert_allclose(float(row["mean"]), draws[:, 0, 1].mean(), rtol=1e-9)
+
+
+def test_summary_of_independent_draws_has_no_chain_diagnostics(advi_fit, nuts_fit):
+    """ADVI and bootstrap draws are independent: no ESS / R-hat columns by
+    default (they are asked for explicitly); NUTS keeps them."""
+    from bayes_gmm import bootstrap_em
+
+    X = advi_fit.result_.datatree["observed_data"]["x"].values
+    boot = bootstrap_em(
+        GaussianMixtureEM(2, random_state=0).fit(X), X, n_boot=20, random_state=0
+    )
+    for res in (advi_fit.result_, boot):
+        table = res.summary(round_to="none")
+        assert {"mean", "sd"} <= set(table.columns)
+        assert not {"ess_bulk", "r_hat", "mcse_mean"} & set(table.columns)
+        forced = res.summary(kind="all", round_to="none")
+        assert "ess_bulk" in forced.columns
+        draws = res.posterior["weights"].values.reshape(-1, 2)
+        np.testing.assert_allclose(
+            table.loc["weights[0]", "mean"], draws[:, 0].mean(), rtol=1e-9
+        )
+    assert "r_hat" in nuts_fit.result_.summary().columns
 
 
 def test_waic_against_hand_computation(fit):
