@@ -8,8 +8,9 @@ be - for the numeric columns of a CSV file:
    parameters, AIC, BIC, ICL and each criterion's pick;
 2. the Bayesian methods asked for (NUTS, ADVI) for the *leading candidates*
    only - the best few models by EM BIC (``--candidates``, default NUTS for
-   the best 2 and ADVI for the best 3), because each NUTS model costs a
-   compile of tens of seconds - with LOO and WAIC for each, and a verdict
+   the best 2 and ADVI for the best 3), because a Bayesian fit costs
+   seconds to minutes where EM costs milliseconds - with LOO and WAIC for
+   each, and a verdict
    on whether BIC and LOO agree;
 3. for the BIC-chosen model: EM standard errors (bootstrap), posterior
    means, sds and intervals of every method side by side, and a diagnosis
@@ -73,10 +74,8 @@ _DEFAULT_TYPES = "full,tied,diag,spherical"
 _METHODS = ("em", "nuts", "advi", "fullrank_advi")
 _DEFAULT_METHODS = "em,nuts,advi"
 # Defaults chosen so that `make demo` stays well within 10 minutes on a 2-core
-# machine with nothing cached: every NUTS model compiles once (55-110 s measured
-# with load ~7 on 2 cores), ADVI costs one optimisation each (20-40 s). The demo
-# with these defaults took 6 min 10 s wall (131 s CPU) with fresh PyTensor and
-# numba caches on a 2-core machine shared with other jobs (load ~7).
+# machine with nothing cached: a NUTS fit compiles nothing (bayes_gmm._kernel;
+# seconds per model), ADVI compiles and optimises (20-40 s each).
 _DEFAULT_CANDIDATES = "nuts=2,advi=3"
 _DEFAULT_DRAWS = 500
 _DEFAULT_TUNE = 500

@@ -299,8 +299,8 @@ def _bayes_html(bayes: Mapping) -> str:
     """The Bayesian fits: which candidates, why, how long, which file."""
     parts = [
         "<p>EM ranks every model of the grid; the Bayesian methods are run only "
-        "for the leading candidates by EM BIC (each NUTS model costs a compile of "
-        "tens of seconds):</p><ul>"
+        "for the leading candidates by EM BIC (each costs seconds to minutes, "
+        "where EM costs milliseconds):</p><ul>"
     ]
     for method, models in bayes.get("candidates", {}).items():
         names = ", ".join(

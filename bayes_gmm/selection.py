@@ -1272,8 +1272,9 @@ def compare_models(
         The covariance types.
     methods : iterable of str, default=("em", "nuts")
         ``"em"`` (always fitted) and any of ``"nuts"``, ``"advi"``,
-        ``"fullrank_advi"``. A NUTS fit compiles a model per distinct
-        (covariance type, K): tens of seconds each.
+        ``"fullrank_advi"``. A NUTS fit (nutpie) compiles nothing and takes
+        seconds on small data; an ADVI fit compiles a PyTensor graph first
+        (tens of seconds).
     n_init : int, default=10
         EM starts per model.
     draws, tune, chains : int, default=1000, 1000, 4

@@ -32,7 +32,7 @@ EXPECTED = {
     "05_label_switching",
 }
 KERNEL_NAME = "bayes-gmm-tests"
-CELL_TIMEOUT = 900  # seconds; a NUTS compile is 40-80 s on 2 cores
+CELL_TIMEOUT = 900  # seconds; an ADVI compile is tens of seconds on 2 cores
 
 
 def _ids(paths):
