@@ -42,7 +42,13 @@ import numpy as np
 from numba import types
 from scipy.special import gammaln
 
-__all__ = ["KernelModel", "kernel_logp", "make_user_data"]
+__all__ = [
+    "KernelModel",
+    "kernel_logp",
+    "laplace_covariance",
+    "make_user_data",
+    "model_user_data",
+]
 
 # Header of the user-data array (float64 throughout; counts are exact).
 _H_LEN, _H_N, _H_D, _H_K, _H_CT, _H_ORD = 0, 1, 2, 3, 4, 5
@@ -72,6 +78,16 @@ def _cached(decorator):
 
 def _njit(fn):
     return _cached(lambda cache: nb.njit(cache=cache, nogil=True))(fn)
+
+
+def _fast_njit(fn):
+    """``_njit`` that may reorder sums (SIMD reductions).
+
+    It never assumes that values are finite (no ``nnan``/``ninf``).
+    """
+    return _cached(
+        lambda cache: nb.njit(cache=cache, nogil=True, fastmath={"reassoc", "contract"})
+    )(fn)
 
 
 def _n_cov_params(ct, k, d):
@@ -151,7 +167,7 @@ def make_user_data(Z, loc, scale, ct, k, priors, order_means=None):
     ud[_H_CONST] = _constant(ct, n, k, d, priors, np.asarray(scale, float))
     ud[_H_NDIM] = n_dim
     ud[_H_NEXP] = n_exp
-    ud[_HEADER : _HEADER + n * d] = Z.ravel()
+    ud[_HEADER : _HEADER + n * d] = Z.T.ravel()  # transposed: (D, n)
     ud[_HEADER + n * d : _HEADER + n * d + d] = loc
     ud[_HEADER + n * d + d :] = scale
     ud.flags.writeable = False
@@ -217,55 +233,97 @@ def _decode(x, ud):
     return logw, mu, chol, n, d, k, ct, jord
 
 
-@_njit
-def _likelihood(Z, logw, mu, chol, diagonal, R, B, S):
+_BLOCK = 256
+# A component whose log term is this far below the row's largest adds less
+# than half an ulp to the sum of exp (exp(-40) = 4e-18): its exp is skipped
+# and its responsibility is 0, which leaves the log density unchanged.
+_NEGLIGIBLE = -40.0
+
+
+@_fast_njit
+def _likelihood(Zt, logw, mu, chol, diagonal, R, B, S):
     """Sum of the marginal log densities (standardised, without constants).
 
-    Accumulates, with responsibilities ``r_nk`` and ``y = L_k^{-1}(z - mu_k)``,
-    ``R_k = sum r``, ``B_k = sum r y`` and ``S_k = sum r y y^T``.
+    ``Zt`` is the standardised data transposed, (D, n). Accumulates, with
+    responsibilities ``r_nk`` and ``y = L_k^{-1}(z - mu_k)``, ``R_k = sum r``,
+    ``B_k = sum r y`` and ``S_k = sum r y y^T`` (lower triangle). Rows are
+    processed in blocks with the row index innermost, so that every loop
+    over rows is a vectorisable stream (the forward substitution of a single
+    row is a chain of dependent divisions).
     """
-    n, d = Z.shape
+    d, n = Zt.shape
     k = logw.shape[0]
     logdet = np.empty(k)
+    inv_diag = np.empty((k, d))
     for c in range(k):
         t = 0.0
         for i in range(d):
             t += math.log(chol[c, i, i])
+            inv_diag[c, i] = 1.0 / chol[c, i, i]
         logdet[c] = t
-    y = np.empty((k, d))
-    comp = np.empty(k)
+    Y = np.empty((k, d, _BLOCK))
+    C = np.empty((k, _BLOCK))
+    ry = np.empty(_BLOCK)
     total = 0.0
-    for row in range(n):
-        cmax = -np.inf
+    for start in range(0, n, _BLOCK):
+        m = min(_BLOCK, n - start)
         for c in range(k):
-            maha = 0.0
+            base = logw[c] - logdet[c]
+            for r in range(m):
+                C[c, r] = base
             for i in range(d):
-                t = Z[row, i] - mu[c, i]
+                mui = mu[c, i]
+                for r in range(m):
+                    Y[c, i, r] = Zt[i, start + r] - mui
                 if not diagonal:
                     for j in range(i):
-                        t -= chol[c, i, j] * y[c, j]
-                t /= chol[c, i, i]
-                y[c, i] = t
-                maha += t * t
-            comp[c] = logw[c] - 0.5 * maha - logdet[c]
-            if comp[c] > cmax:
-                cmax = comp[c]
-        ssum = 0.0
+                        lij = chol[c, i, j]
+                        for r in range(m):
+                            Y[c, i, r] -= lij * Y[c, j, r]
+                inv = inv_diag[c, i]
+                for r in range(m):
+                    t = Y[c, i, r] * inv
+                    Y[c, i, r] = t
+                    C[c, r] -= 0.5 * t * t
+        for r in range(m):
+            cmax = C[0, r]
+            for c in range(1, k):
+                if C[c, r] > cmax:
+                    cmax = C[c, r]
+            ssum = 0.0
+            for c in range(k):
+                t = C[c, r] - cmax
+                e = 0.0
+                if t == 0.0:
+                    e = 1.0
+                elif t > _NEGLIGIBLE:
+                    e = math.exp(t)
+                C[c, r] = e
+                ssum += e
+            total += cmax
+            if ssum != 1.0:
+                total += math.log(ssum)
+                inv = 1.0 / ssum
+                for c in range(k):
+                    C[c, r] *= inv
         for c in range(k):
-            comp[c] = math.exp(comp[c] - cmax)
-            ssum += comp[c]
-        total += cmax + math.log(ssum)
-        for c in range(k):
-            r = comp[c] / ssum
-            R[c] += r
+            acc = 0.0
+            for r in range(m):
+                acc += C[c, r]
+            R[c] += acc
             for i in range(d):
-                ry = r * y[c, i]
-                B[c, i] += ry
-                if diagonal:
-                    S[c, i, i] += ry * y[c, i]
-                else:
-                    for j in range(i + 1):
-                        S[c, i, j] += ry * y[c, j]
+                acc = 0.0
+                for r in range(m):
+                    t = C[c, r] * Y[c, i, r]
+                    ry[r] = t
+                    acc += t
+                B[c, i] += acc
+                lo = i if diagonal else 0
+                for j in range(lo, i + 1):
+                    acc = 0.0
+                    for r in range(m):
+                        acc += ry[r] * Y[c, j, r]
+                    S[c, i, j] += acc
     return total
 
 
@@ -286,13 +344,21 @@ def _back_solve(L, b):
 def _logp_grad(x, ud, grad):
     """Log density and its gradient (into ``grad``) at the flat vector ``x``."""
     logw, mu, chol, n, d, k, ct, jord = _decode(x, ud)
+    ok = np.all(np.isfinite(logw)) and np.all(np.isfinite(mu))
+    ok = ok and np.all(np.isfinite(chol))
+    for c in range(k):
+        for i in range(d):
+            ok = ok and chol[c, i, i] > 0.0
+    if not ok:
+        grad[:] = 0.0
+        return -np.inf  # overflowing transforms: a point the sampler rejects
     alpha, tau, sigma, eta = ud[_H_ALPHA], ud[_H_TAU], ud[_H_SIGMA], ud[_H_ETA]
-    Z = ud[_HEADER : _HEADER + n * d].reshape((n, d))
+    Zt = ud[_HEADER : _HEADER + n * d].reshape((d, n))
     diagonal = ct >= 2
     R = np.zeros(k)
     B = np.zeros((k, d))
     S = np.zeros((k, d, d))
-    logp = ud[_H_CONST] + _likelihood(Z, logw, mu, chol, diagonal, R, B, S)
+    logp = ud[_H_CONST] + _likelihood(Zt, logw, mu, chol, diagonal, R, B, S)
     if not diagonal:
         for c in range(k):  # symmetric S from its lower triangle
             for i in range(d):
@@ -512,6 +578,62 @@ def kernel_expand(x, user_data):
     return out
 
 
+def model_user_data(model):
+    """:func:`make_user_data` for a model of :func:`bayes_gmm.build_model`."""
+    info = model.bayes_gmm_info
+    X = np.asarray(model["X"].get_value(), dtype=np.float64)
+    loc, scale = np.asarray(info["loc"], float), np.asarray(info["scale"], float)
+    return make_user_data(
+        (X - loc) / scale,
+        loc,
+        scale,
+        info["covariance_type"],
+        int(info["n_components"]),
+        info["priors"],
+        info["order_means"],
+    )
+
+
+def laplace_covariance(user_data, x):
+    """Inverse of the negative Hessian of the log density at ``x``.
+
+    The Hessian is the central difference of the exact gradient (two
+    gradient evaluations per coordinate, step ``1e-5 (1 + |x_i|)``),
+    symmetrised. Used to start variational fits at the right scale.
+
+    Parameters
+    ----------
+    user_data : ndarray
+        From :func:`make_user_data`.
+    x : ndarray of shape (n_dim,)
+        Flat unconstrained point (near a mode).
+
+    Returns
+    -------
+    ndarray of shape (n_dim, n_dim) or None
+        The covariance, or None if the negative Hessian is not positive
+        definite there (not near a mode).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n = x.size
+    hess = np.empty((n, n))
+    for i in range(n):
+        h = 1e-5 * (1.0 + abs(x[i]))
+        up, down = x.copy(), x.copy()
+        up[i] += h
+        down[i] -= h
+        hess[i] = (kernel_logp(up, user_data)[1] - kernel_logp(down, user_data)[1]) / (
+            2 * h
+        )
+    neg = -(hess + hess.T) / 2
+    try:
+        chol = np.linalg.cholesky(neg)
+    except np.linalg.LinAlgError:
+        return None
+    inv_chol = np.linalg.solve(chol, np.eye(n))
+    return inv_chol.T @ inv_chol
+
+
 class KernelModel:
     """nutpie's compiled-model object for a :func:`build_model` model.
 
@@ -547,18 +669,8 @@ class KernelModel:
         info = model.bayes_gmm_info
         ct = get_covariance_type(info["covariance_type"])
         k = int(info["n_components"])
-        X = np.asarray(model["X"].get_value(), dtype=np.float64)
-        d = X.shape[1]
-        loc, scale = np.asarray(info["loc"], float), np.asarray(info["scale"], float)
-        ud = make_user_data(
-            (X - loc) / scale,
-            loc,
-            scale,
-            ct.name,
-            k,
-            info["priors"],
-            info["order_means"],
-        )
+        ud = model_user_data(model)
+        d = int(ud[_H_D])
         p = d * (d + 1) // 2
         by_rv = {
             "weights": (k - 1,),

@@ -173,3 +173,88 @@ def test_numpy_start_transform_equals_pymcs(ct, order, d):
         rtol=1e-12,
         atol=1e-12,
     )
+
+
+# ----------------------------------------------------- Laplace start of ADVI
+def _start_and_pymc_cov(ct):
+    """A model, the EM start, and the inverse negative Hessian by PyMC."""
+    from bayes_gmm.bayes import _flat_transformed
+    from bayes_gmm.model import initial_point
+
+    X, _, _ = make_mixture(300, 2, 2, separation=5.0, random_state=4)
+    model = build_model(X, 2, covariance_type=ct)
+    em = GaussianMixtureEM(2, covariance_type=ct, random_state=0).fit(X)
+    start = initial_point(model, em.weights_, em.means_, em.covariances_)
+    x0 = _flat_transformed(model, start)
+    names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
+    ip = model.initial_point()
+    point, pos = {}, 0
+    for name in names:
+        size = int(np.size(ip[name]))
+        point[name] = x0[pos : pos + size].reshape(np.shape(ip[name]))
+        pos += size
+    hess = model.compile_d2logp(jacobian=True, mode=MODE)(point)
+    return model, start, x0, np.linalg.inv(hess), names
+
+
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_laplace_covariance_matches_pymcs_hessian(ct):
+    """Central differences of the kernel's gradient vs PyMC's exact Hessian
+    (PyMC's d2logp is the negative Hessian)."""
+    from bayes_gmm._kernel import laplace_covariance, model_user_data
+
+    model, _, x0, cov, _ = _start_and_pymc_cov(ct)
+    got = laplace_covariance(model_user_data(model), x0)
+    np.testing.assert_allclose(got, cov, rtol=1e-5, atol=1e-9 * np.abs(cov).max())
+
+
+@pytest.mark.parametrize("method", ["advi", "fullrank_advi"])
+def test_variational_fit_starts_at_the_laplace_approximation(method):
+    """The approximation's initial covariance is PyMC's inverse Hessian at the
+    start, in the approximation's own order of coordinates (matched by
+    variable names here)."""
+    model, start, x0, cov, names = _start_and_pymc_cov("full")
+    with model:
+        inference, laplace = bayes_module._vi_inference(model, method, start, seed=0)
+    assert laplace
+    group = inference.approx.groups[0]
+    sizes = {name: int(np.prod(shape)) for name, _, shape, _ in group.ordering.values()}
+    ours = dict(
+        zip(
+            names,
+            np.split(np.arange(x0.size), np.cumsum([sizes[n] for n in names])[:-1]),
+            strict=True,
+        )
+    )
+    order = np.concatenate(
+        [
+            ours[name]
+            for name, _, _, _ in sorted(
+                group.ordering.values(), key=lambda v: v[1].start
+            )
+        ]
+    )
+    want = cov[np.ix_(order, order)]
+    got = np.asarray(group.cov.eval(mode=MODE))
+    np.testing.assert_allclose(
+        np.asarray(group.mean.eval(mode=MODE)), x0[order], rtol=1e-10
+    )
+    if method == "advi":
+        np.testing.assert_allclose(np.diag(got), np.diag(want), rtol=1e-5)
+        assert np.count_nonzero(got - np.diag(np.diag(got))) == 0
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9 * np.abs(want).max())
+
+
+def test_overflowing_or_nan_points_give_minus_infinity():
+    """A point whose transforms overflow (a log sd of 1000) or hold NaN is
+    rejected (-inf), never returned as a finite density."""
+    model, ud, rng = _case("full", 3, 2, None, PRIORS, seed=1)
+    x = rng.normal(size=int(ud[11])) * 0.1
+    assert np.isfinite(kernel_logp(x, ud)[0])
+    last = x.size - 1  # log of the last diagonal entry of the last factor
+    for bad in (1000.0, -1000.0, np.nan):
+        y = x.copy()
+        y[last] = bad
+        value, grad = kernel_logp(y, ud)
+        assert value == -np.inf and np.all(grad == 0), bad
