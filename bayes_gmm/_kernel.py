@@ -47,6 +47,7 @@ __all__ = [
     "kernel_logp",
     "laplace_covariance",
     "make_user_data",
+    "mixture_log_likelihood",
     "model_user_data",
 ]
 
@@ -325,6 +326,92 @@ def _likelihood(Zt, logw, mu, chol, diagonal, R, B, S):
                         acc += ry[r] * Y[c, j, r]
                     S[c, i, j] += acc
     return total
+
+
+@_fast_njit
+def _pointwise(Xt, logw, mu, chol, out):
+    """Pointwise log mixture density of every draw, into ``out`` (S, n).
+
+    ``Xt`` (D, n) is the data transposed, ``logw`` (S, K), ``mu`` (S, K, D),
+    ``chol`` (S, K, D, D) lower Cholesky factors; the same blocked loops as
+    :func:`_likelihood`, with the constant ``-D log(2 pi) / 2``.
+    """
+    d, n = Xt.shape
+    s, k = logw.shape
+    half_log_2pi = 0.5 * d * _LOG_2PI
+    logdet = np.empty(k)
+    inv_diag = np.empty((k, d))
+    Y = np.empty((d, _BLOCK))
+    C = np.empty((k, _BLOCK))
+    for draw in range(s):
+        for c in range(k):
+            t = 0.0
+            for i in range(d):
+                t += math.log(chol[draw, c, i, i])
+                inv_diag[c, i] = 1.0 / chol[draw, c, i, i]
+            logdet[c] = t
+        for start in range(0, n, _BLOCK):
+            m = min(_BLOCK, n - start)
+            for c in range(k):
+                base = logw[draw, c] - logdet[c] - half_log_2pi
+                for r in range(m):
+                    C[c, r] = base
+                for i in range(d):
+                    mui = mu[draw, c, i]
+                    for r in range(m):
+                        Y[i, r] = Xt[i, start + r] - mui
+                    for j in range(i):
+                        lij = chol[draw, c, i, j]
+                        if lij != 0.0:
+                            for r in range(m):
+                                Y[i, r] -= lij * Y[j, r]
+                    inv = inv_diag[c, i]
+                    for r in range(m):
+                        t = Y[i, r] * inv
+                        Y[i, r] = t
+                        C[c, r] -= 0.5 * t * t
+            for r in range(m):
+                cmax = C[0, r]
+                for c in range(1, k):
+                    if C[c, r] > cmax:
+                        cmax = C[c, r]
+                if not math.isfinite(cmax):
+                    out[draw, start + r] = cmax
+                    continue
+                ssum = 0.0
+                for c in range(k):
+                    t = C[c, r] - cmax
+                    if t == 0.0:
+                        ssum += 1.0
+                    elif t > _NEGLIGIBLE:
+                        ssum += math.exp(t)
+                out[draw, start + r] = cmax + math.log(ssum)
+
+
+def mixture_log_likelihood(X, weights, means, chol):
+    """Pointwise log mixture density for a stack of draws (numba).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, D)
+        Data.
+    weights : ndarray of shape (S, K)
+    means : ndarray of shape (S, K, D)
+    chol : ndarray of shape (S, K, D, D)
+        Lower Cholesky factors of the covariances.
+
+    Returns
+    -------
+    ndarray of shape (S, n)
+    """
+    Xt = np.ascontiguousarray(np.asarray(X, dtype=np.float64).T)
+    with np.errstate(divide="ignore"):
+        logw = np.ascontiguousarray(np.log(np.asarray(weights, dtype=np.float64)))
+    mu = np.ascontiguousarray(means, dtype=np.float64)
+    chol = np.ascontiguousarray(chol, dtype=np.float64)
+    out = np.empty((logw.shape[0], Xt.shape[1]))
+    _pointwise(Xt, logw, mu, chol, out)
+    return out
 
 
 @_njit

@@ -327,12 +327,10 @@ class MixtureResult:
         ndarray of shape (S, n_samples)
             ``log p(x_n | theta_s)``, draws stacked over (chain, draw).
         """
+        from bayes_gmm._kernel import mixture_log_likelihood
+
         X = np.asarray(X, dtype=float)
-        out = [
-            _logsumexp(self._component_log_prob(X, *b), axis=-1)
-            for b in self._blocks(X.shape[0])
-        ]
-        return np.concatenate(out, axis=0)
+        return mixture_log_likelihood(X, *self.draws())
 
     def log_predictive_density(self, X):
         """Log posterior predictive density of each sample.
