@@ -4,10 +4,14 @@ Side by side, in one run, on two synthetic data sets (D=2, K=3, N=600 and
 D=5, K=4, N=2000, full covariances, ``make_mixture`` with separation 4):
 
 * ``ours/*``   our model (:func:`bayes_gmm.build_model`: the marginal
-  likelihood by one vectorised log-sum-exp over components and a batched
-  triangular solve) sampled by nutpie (numba; the package default), and by
-  PyMC's own NUTS on PyTensor's numba backend (``pymc-numba``, what
-  ``pm.sample()`` uses by default) or its C backend (``pymc-c``);
+  likelihood by one vectorised log-sum-exp over components) sampled by
+  nutpie on the hand-written numba log density and gradient of
+  :mod:`bayes_gmm._kernel` (``ours/nutpie``, the package default: compiled
+  once per installation and cached on disk, nothing compiled per fit), by
+  nutpie on the model's PyTensor graph compiled to numba
+  (``ours/nutpie-pytensor``, the previous default), and by PyMC's own NUTS
+  on PyTensor's numba backend (``pymc-numba``, what ``pm.sample()`` uses by
+  default) or its C backend (``pymc-c``);
 * ``naive/*``  the textbook formulation: ``pm.Mixture`` over a list of K
   ``pm.MvNormal.dist``, one ``pm.LKJCholeskyCov`` per component, the same
   priors (on the standardised data), the same free variables and the same
@@ -26,12 +30,14 @@ PyTensor caches (C modules and numba functions, ``~/.pytensor``) are the
 machine's, filled for that very model and shape by a tiny run of the same
 method just before ("warm": a later process on the same machine), or, with
 ``--cold``, a fresh empty directory per run (a first fit on a new machine).
-nutpie's own wrapper functions are numba ``cfunc`` functions that numba
-cannot cache ("uses dynamic globals"): they are compiled in every new
-process, warm or cold. ``ours/nutpie`` is also re-timed as a **repeat
-fit**: a second sampling run in the same process with the compiled model
-reused through ``with_data``, as ``GaussianMixtureBayes`` does for a
-second fit of the same shape.
+nutpie's own wrapper functions for a PyTensor graph are numba ``cfunc``
+functions that numba cannot cache ("uses dynamic globals"): they are
+compiled in every new process, warm or cold. The kernel of
+``ours/nutpie`` is in numba's on-disk cache (``--cold`` empties that too:
+``NUMBA_CACHE_DIR`` in the fresh directory); its "compile" is importing it
+and packing the data. ``ours/nutpie*`` are also re-timed as a **repeat
+fit**: a second sampling run in the same process (the kernel model rebuilt
+around the data, the PyTensor one reused through ``with_data``).
 
 Measured per run: compile seconds (building the logp/gradient functions:
 ``nutpie.compile_pymc_model``, or PyMC's ``NUTS`` step; PyMC compiles the
