@@ -242,6 +242,42 @@ _NEGLIGIBLE = -40.0
 
 
 @_fast_njit
+def _solve_block(Zt, start, m, base, mu_c, chol_c, inv_diag_c, diagonal, Y, C_c):
+    """One component on rows ``start .. start + m`` of the transposed data.
+
+    Fills ``Y[:, :m]`` with ``L^{-1}(z - mu)`` (forward substitution, the
+    row index innermost) and sets ``C_c[:m]`` to ``base - |y|^2 / 2``.
+    """
+    d = Zt.shape[0]
+    for r in range(m):
+        C_c[r] = base
+    for i in range(d):
+        mui = mu_c[i]
+        for r in range(m):
+            Y[i, r] = Zt[i, start + r] - mui
+        if not diagonal:
+            for j in range(i):
+                lij = chol_c[i, j]
+                if lij != 0.0:
+                    for r in range(m):
+                        Y[i, r] -= lij * Y[j, r]
+        inv = inv_diag_c[i]
+        for r in range(m):
+            t = Y[i, r] * inv
+            Y[i, r] = t
+            C_c[r] -= 0.5 * t * t
+
+
+@_fast_njit
+def _column_max(C, r):
+    top = C[0, r]
+    for c in range(1, C.shape[0]):
+        if C[c, r] > top:
+            top = C[c, r]
+    return top
+
+
+@_fast_njit
 def _likelihood(Zt, logw, mu, chol, diagonal, R, B, S):
     """Sum of the marginal log densities (standardised, without constants).
 
@@ -269,28 +305,20 @@ def _likelihood(Zt, logw, mu, chol, diagonal, R, B, S):
     for start in range(0, n, _BLOCK):
         m = min(_BLOCK, n - start)
         for c in range(k):
-            base = logw[c] - logdet[c]
-            for r in range(m):
-                C[c, r] = base
-            for i in range(d):
-                mui = mu[c, i]
-                for r in range(m):
-                    Y[c, i, r] = Zt[i, start + r] - mui
-                if not diagonal:
-                    for j in range(i):
-                        lij = chol[c, i, j]
-                        for r in range(m):
-                            Y[c, i, r] -= lij * Y[c, j, r]
-                inv = inv_diag[c, i]
-                for r in range(m):
-                    t = Y[c, i, r] * inv
-                    Y[c, i, r] = t
-                    C[c, r] -= 0.5 * t * t
+            _solve_block(
+                Zt,
+                start,
+                m,
+                logw[c] - logdet[c],
+                mu[c],
+                chol[c],
+                inv_diag[c],
+                diagonal,
+                Y[c],
+                C[c],
+            )
         for r in range(m):
-            cmax = C[0, r]
-            for c in range(1, k):
-                if C[c, r] > cmax:
-                    cmax = C[c, r]
+            cmax = _column_max(C, r)
             ssum = 0.0
             for c in range(k):
                 t = C[c, r] - cmax
@@ -353,28 +381,20 @@ def _pointwise(Xt, logw, mu, chol, out):
         for start in range(0, n, _BLOCK):
             m = min(_BLOCK, n - start)
             for c in range(k):
-                base = logw[draw, c] - logdet[c] - half_log_2pi
-                for r in range(m):
-                    C[c, r] = base
-                for i in range(d):
-                    mui = mu[draw, c, i]
-                    for r in range(m):
-                        Y[i, r] = Xt[i, start + r] - mui
-                    for j in range(i):
-                        lij = chol[draw, c, i, j]
-                        if lij != 0.0:
-                            for r in range(m):
-                                Y[i, r] -= lij * Y[j, r]
-                    inv = inv_diag[c, i]
-                    for r in range(m):
-                        t = Y[i, r] * inv
-                        Y[i, r] = t
-                        C[c, r] -= 0.5 * t * t
+                _solve_block(
+                    Xt,
+                    start,
+                    m,
+                    logw[draw, c] - logdet[c] - half_log_2pi,
+                    mu[draw, c],
+                    chol[draw, c],
+                    inv_diag[c],
+                    False,
+                    Y,
+                    C[c],
+                )
             for r in range(m):
-                cmax = C[0, r]
-                for c in range(1, k):
-                    if C[c, r] > cmax:
-                        cmax = C[c, r]
+                cmax = _column_max(C, r)
                 if not math.isfinite(cmax):
                     out[draw, start + r] = cmax
                     continue
