@@ -81,19 +81,20 @@ def _njit(fn):
     return _cached(lambda cache: nb.njit(cache=cache, nogil=True))(fn)
 
 
-def _fast_njit(fn):
+def _fast_njit(fn=None, *, inline="never"):
     """``_njit`` that may reorder sums (SIMD reductions).
 
     It never assumes that values are finite (no ``nnan``/``ninf``).
+    ``inline="always"`` inlines the function into its callers (numba IR),
+    for small helpers called once per row of a hot loop.
     """
+    if fn is None:
+        return lambda f: _fast_njit(f, inline=inline)
     return _cached(
-        lambda cache: nb.njit(cache=cache, nogil=True, fastmath={"reassoc", "contract"})
+        lambda cache: nb.njit(
+            cache=cache, nogil=True, fastmath={"reassoc", "contract"}, inline=inline
+        )
     )(fn)
-
-
-def _n_cov_params(ct, k, d):
-    p = d * (d + 1) // 2
-    return {"full": k * p, "tied": p, "diag": k * d, "spherical": k}[ct]
 
 
 def _lkj_norm(eta, n):
@@ -150,11 +151,13 @@ def make_user_data(Z, loc, scale, ct, k, priors, order_means=None):
     -------
     ndarray of float64
     """
+    from bayes_gmm._covariance import get_covariance_type
+
     Z = np.ascontiguousarray(Z, dtype=np.float64)
     n, d = Z.shape
-    n_dim = (k - 1) + k * d + _n_cov_params(ct, k, d)
-    n_cov_out = {"full": k * d * d, "tied": d * d, "diag": k * d, "spherical": k}[ct]
-    n_exp = n_dim + k + k * d + n_cov_out
+    cov_type = get_covariance_type(ct)
+    n_dim = (k - 1) + k * d + cov_type.n_covariance_parameters(k, d)
+    n_exp = n_dim + k + k * d + math.prod(cov_type.shape(k, d))
     total = _HEADER + n * d + 2 * d
     ud = np.zeros(total, dtype=np.float64)
     ud[_H_LEN] = total
@@ -269,12 +272,50 @@ def _solve_block(Zt, start, m, base, mu_c, chol_c, inv_diag_c, diagonal, Y, C_c)
 
 
 @_fast_njit
-def _column_max(C, r):
-    top = C[0, r]
-    for c in range(1, C.shape[0]):
-        if C[c, r] > top:
-            top = C[c, r]
-    return top
+def _factor_terms(chol, logdet, inv_diag):
+    """``log det L_c`` and ``1 / diag(L_c)`` of the factors ``chol`` (K, D, D)."""
+    k, d = inv_diag.shape
+    for c in range(k):
+        t = 0.0
+        for i in range(d):
+            t += math.log(chol[c, i, i])
+            inv_diag[c, i] = 1.0 / chol[c, i, i]
+        logdet[c] = t
+
+
+@_fast_njit(inline="always")
+def _column_logsumexp(C, r, softmax):
+    """``log sum_c exp(C[c, r])`` of one column.
+
+    With ``softmax``, ``C[:, r]`` becomes the responsibilities
+    ``exp(C[c, r]) / sum``. A non-finite maximum is returned as it is
+    (nothing to normalise).
+    """
+    k = C.shape[0]
+    cmax = C[0, r]
+    for c in range(1, k):
+        if C[c, r] > cmax:
+            cmax = C[c, r]
+    if not math.isfinite(cmax):
+        return cmax
+    ssum = 0.0
+    for c in range(k):
+        t = C[c, r] - cmax
+        e = 0.0
+        if t == 0.0:
+            e = 1.0
+        elif t > _NEGLIGIBLE:
+            e = math.exp(t)
+        if softmax:
+            C[c, r] = e
+        ssum += e
+    if ssum == 1.0:
+        return cmax
+    if softmax:
+        inv = 1.0 / ssum
+        for c in range(k):
+            C[c, r] *= inv
+    return cmax + math.log(ssum)
 
 
 @_fast_njit
@@ -292,12 +333,7 @@ def _likelihood(Zt, logw, mu, chol, diagonal, R, B, S):
     k = logw.shape[0]
     logdet = np.empty(k)
     inv_diag = np.empty((k, d))
-    for c in range(k):
-        t = 0.0
-        for i in range(d):
-            t += math.log(chol[c, i, i])
-            inv_diag[c, i] = 1.0 / chol[c, i, i]
-        logdet[c] = t
+    _factor_terms(chol, logdet, inv_diag)
     Y = np.empty((k, d, _BLOCK))
     C = np.empty((k, _BLOCK))
     ry = np.empty(_BLOCK)
@@ -318,23 +354,7 @@ def _likelihood(Zt, logw, mu, chol, diagonal, R, B, S):
                 C[c],
             )
         for r in range(m):
-            cmax = _column_max(C, r)
-            ssum = 0.0
-            for c in range(k):
-                t = C[c, r] - cmax
-                e = 0.0
-                if t == 0.0:
-                    e = 1.0
-                elif t > _NEGLIGIBLE:
-                    e = math.exp(t)
-                C[c, r] = e
-                ssum += e
-            total += cmax
-            if ssum != 1.0:
-                total += math.log(ssum)
-                inv = 1.0 / ssum
-                for c in range(k):
-                    C[c, r] *= inv
+            total += _column_logsumexp(C, r, True)
         for c in range(k):
             acc = 0.0
             for r in range(m):
@@ -372,12 +392,7 @@ def _pointwise(Xt, logw, mu, chol, out):
     Y = np.empty((d, _BLOCK))
     C = np.empty((k, _BLOCK))
     for draw in range(s):
-        for c in range(k):
-            t = 0.0
-            for i in range(d):
-                t += math.log(chol[draw, c, i, i])
-                inv_diag[c, i] = 1.0 / chol[draw, c, i, i]
-            logdet[c] = t
+        _factor_terms(chol[draw], logdet, inv_diag)
         for start in range(0, n, _BLOCK):
             m = min(_BLOCK, n - start)
             for c in range(k):
@@ -394,18 +409,7 @@ def _pointwise(Xt, logw, mu, chol, out):
                     C[c],
                 )
             for r in range(m):
-                cmax = _column_max(C, r)
-                if not math.isfinite(cmax):
-                    out[draw, start + r] = cmax
-                    continue
-                ssum = 0.0
-                for c in range(k):
-                    t = C[c, r] - cmax
-                    if t == 0.0:
-                        ssum += 1.0
-                    elif t > _NEGLIGIBLE:
-                        ssum += math.exp(t)
-                out[draw, start + r] = cmax + math.log(ssum)
+                out[draw, start + r] = _column_logsumexp(C, r, False)
 
 
 def mixture_log_likelihood(X, weights, means, chol):
