@@ -252,6 +252,27 @@ def run_nuts(method, case, tune, draws, chains, seed, target_accept=0.9):
         "target_accept": target_accept,
     }
     kernel = method == "ours/nutpie"
+
+    def sample_nutpie(compiled, run_seed):
+        """Start at the EM points (jittered by ``run_seed``) and sample."""
+        compiled = dataclasses.replace(
+            compiled,
+            initial_point_func=nutpie_initial_point_func(model, points, run_seed),
+        )
+        with Timer() as t_sampling:
+            dt = nutpie.sample(
+                compiled,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=2,
+                seed=run_seed,
+                progress_bar=False,
+                save_warmup=True,
+                target_accept=target_accept,
+            )
+        return dt, t_sampling
+
     if sampler.startswith("nutpie"):
         import nutpie
 
@@ -263,29 +284,12 @@ def run_nuts(method, case, tune, draws, chains, seed, target_accept=0.9):
                 # numba's on-disk cache, so the import is timed here)
                 from bayes_gmm._kernel import KernelModel
 
-                compiled = KernelModel.build(
-                    model, nutpie_initial_point_func(model, points, seed)
-                )
+                compiled = KernelModel.build(model, None)
             else:
                 compiled = nutpie.compile_pymc_model(
                     model, var_names=var_names, jitter_rvs=set()
                 )
-        compiled = dataclasses.replace(
-            compiled,
-            initial_point_func=nutpie_initial_point_func(model, points, seed),
-        )
-        with Timer() as ts:
-            dt = nutpie.sample(
-                compiled,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=2,
-                seed=seed,
-                progress_bar=False,
-                save_warmup=True,
-                target_accept=target_accept,
-            )
+        dt, ts = sample_nutpie(compiled, seed)
     else:
         import pymc as pm
 
@@ -330,31 +334,14 @@ def run_nuts(method, case, tune, draws, chains, seed, target_accept=0.9):
         # reused with new data (``with_data``) instead of compiled again.
         with Timer() as tr:
             if kernel:
-                again = KernelModel.build(
-                    model, nutpie_initial_point_func(model, points, seed + 1)
-                )
+                again = KernelModel.build(model, None)
             else:
                 again = compiled.with_data(
                     X=model["X"].get_value(),
                     loc=model["loc"].get_value(),
                     scale=model["scale"].get_value(),
                 )
-        again = dataclasses.replace(
-            again,
-            initial_point_func=nutpie_initial_point_func(model, points, seed + 1),
-        )
-        with Timer() as tr_s:
-            dt_again = nutpie.sample(
-                again,
-                draws=draws,
-                tune=tune,
-                chains=chains,
-                cores=2,
-                seed=seed + 1,
-                progress_bar=False,
-                save_warmup=True,
-                target_accept=target_accept,
-            )
+        dt_again, tr_s = sample_nutpie(again, seed + 1)
         out["repeat"] = metrics(tr, tr_s, dt_again, em)
     out["em_cpu"], out["em_wall"] = t_em.cpu, t_em.wall
     out.update(metrics(tc, ts, dt, em))
