@@ -18,7 +18,7 @@ from pytensor.compile.mode import Mode
 
 import bayes_gmm.bayes as bayes_module
 from bayes_gmm import GaussianMixtureBayes, GaussianMixtureEM, Priors, build_model
-from bayes_gmm._kernel import kernel_expand, kernel_logp, make_user_data
+from bayes_gmm._kernel import kernel_expand, kernel_logp, model_user_data
 from bayes_gmm.datasets import make_mixture
 
 MODE = Mode(linker="py", optimizer="fast_compile")
@@ -30,31 +30,27 @@ def _case(ct, k, d, order, priors, seed):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(40, d)) * rng.uniform(0.5, 3.0, d) + rng.normal(size=d) * 5
     model = build_model(X, k, covariance_type=ct, priors=priors, order_means=order)
-    info = model.bayes_gmm_info
-    ud = make_user_data(
-        (X - info["loc"]) / info["scale"],
-        info["loc"],
-        info["scale"],
-        ct,
-        k,
-        priors,
-        order,
-    )
-    return model, ud, rng
+    return model, model_user_data(model), rng
+
+
+def _value_point(model, x):
+    """The flat vector ``x`` as PyMC's dict of value variables."""
+    ip = model.initial_point()
+    point, start = {}, 0
+    for v in model.value_vars:
+        size = int(np.size(ip[v.name]))
+        point[v.name] = x[start : start + size].reshape(np.shape(ip[v.name]))
+        start += size
+    assert start == x.size
+    return point
 
 
 def _points(model, rng, n=4):
     """Random flat unconstrained points and the same as PyMC value dicts."""
-    ip = model.initial_point()
-    names = [v.name for v in model.value_vars]
-    sizes = [int(np.size(ip[name])) for name in names]
+    n_dim = sum(int(np.size(v)) for v in model.initial_point().values())
     for _ in range(n):
-        x = rng.normal(size=sum(sizes)) * 0.7
-        point, start = {}, 0
-        for name, size in zip(names, sizes, strict=True):
-            point[name] = x[start : start + size].reshape(np.shape(ip[name]))
-            start += size
-        yield x, point
+        x = rng.normal(size=n_dim) * 0.7
+        yield x, _value_point(model, x)
 
 
 CASES = [
@@ -187,13 +183,7 @@ def _start_and_pymc_cov(ct):
     start = initial_point(model, em.weights_, em.means_, em.covariances_)
     x0 = _flat_transformed(model, start)
     names = [model.rvs_to_values[rv].name for rv in model.free_RVs]
-    ip = model.initial_point()
-    point, pos = {}, 0
-    for name in names:
-        size = int(np.size(ip[name]))
-        point[name] = x0[pos : pos + size].reshape(np.shape(ip[name]))
-        pos += size
-    hess = model.compile_d2logp(jacobian=True, mode=MODE)(point)
+    hess = model.compile_d2logp(jacobian=True, mode=MODE)(_value_point(model, x0))
     return model, start, x0, np.linalg.inv(hess), names
 
 
