@@ -9,7 +9,11 @@ import logging
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-from bayes_gmm._validation import BayesGMMWarning, ConvergenceWarning
+from bayes_gmm._validation import (
+    BayesGMMWarning,
+    ConvergenceWarning,
+    DegenerateComponentWarning,
+)
 from bayes_gmm.datasets import load_faithful, load_galaxies, make_mixture
 from bayes_gmm.em import GaussianMixtureEM
 
@@ -51,6 +55,7 @@ _LAZY = {
 __all__ = [
     "BayesGMMWarning",
     "ConvergenceWarning",
+    "DegenerateComponentWarning",
     "GaussianMixtureEM",
     "load_faithful",
     "load_galaxies",

@@ -15,21 +15,27 @@ themselves equivariant; up to ``reg_covar``).
 The default, ``init_params="kmeans"``, is a small search rather than
 ``n_init`` independent k-means runs (:class:`StartPlan`). For ``n_init = m``:
 
-1. **Candidates.** ``4 m`` (at least 6) partitions of the data, drawn in
-   turn from six generators: nearest-centre partitions around k-means++
-   seeds, Lloyd's k-means and nearest-centre partitions around ``K`` data
-   points drawn at random, each on a *view* of the standardised data whose
-   columns are multiplied by random weights ``exp(N(0, 1))``; k-means++
-   partitions and centres of Ward's clustering of a random subsample (at
-   most 500 rows) on the standardised data itself; Lloyd's k-means on views
-   with weights ``exp(N(0, 4))``. A view has an anisotropic metric, as the
-   raw features have for scikit-learn, but one drawn at random rather than
-   read from the units: across views the partitions follow different
-   columns, which is where the diversity of the starts comes from.
+1. **Candidates.** ``4 m`` (at least 8) partitions of the data, drawn in
+   turn from eight generators: scikit-learn's own start (Lloyd's k-means to
+   convergence, :class:`sklearn.cluster.KMeans`, on the data in their
+   units: the one generator that sees the units; on data whose units mean
+   something, such as principal-component scores, it is the best single
+   start, and with it the search holds scikit-learn's start); Lloyd's
+   k-means on the standardised data; nearest-centre partitions around
+   k-means++ seeds, Lloyd's k-means and nearest-centre partitions around
+   ``K`` data points drawn at random, each on a *view* of the standardised
+   data whose columns are multiplied by random weights ``exp(N(0, 1))``;
+   k-means++ partitions and centres of Ward's clustering of a random
+   subsample (at most 500 rows) on the standardised data itself; Lloyd's
+   k-means on views with weights ``exp(N(0, 4))``. A view has an
+   anisotropic metric, as the raw features have for scikit-learn, but one
+   drawn at random rather than read from the units: across views the
+   partitions follow different columns, which is where the diversity of the
+   starts comes from.
 2. **Screening** ("short EM", Biernacki, Celeux and Govaert 2003). Each
    candidate runs 5 EM iterations; candidates that are then identical are
    dropped.
-3. **Convergence.** Every candidate runs to convergence by EM accelerated
+3. **Convergence.** The candidates run to convergence by EM accelerated
    with SQUAREM (Varadhan and Roland 2008): until a cycle of three EM
    iterations gains less than ``1e-8`` in mean log-likelihood, at most 600
    iterations. Plain EM crawls for hundreds of iterations along flat ridges
@@ -44,35 +50,62 @@ The default, ``init_params="kmeans"``, is a small search rather than
    :class:`_Collapse`; not tested on data with fewer than 10 rows per
    component).
 4. **Split and merge** (Ueda et al. 2000), from each of the five best
-   distinct optima. A round tries every move: for each pair of components,
-   cut their union in two anew, and merge them while cutting each third
-   component in two, every cut made both along the principal axis and into
-   a core and a shell. All moves run 2 EM iterations, the best quarter (at
-   least 12) 8 more, the best three run to convergence, and an improvement
-   is kept; at most five rounds from each optimum.
+   distinct optima in turn. A round tries moves, most promising first: for
+   each pair of components, most overlapping first, cut their union in two
+   anew, and merge them while cutting each third component in two, every
+   cut made both along the principal axis and into a core and a shell. All
+   moves of a round run 2 EM iterations, the best quarter (at least 12) 8
+   more, the best three run to convergence, and an improvement is kept; at
+   most five rounds from each optimum. The moves are generated lazily:
+   there are ``K (K - 1)^2`` of them, and a round makes only those it pays
+   for.
 5. The starts are the distinct optima without a collapsed component, best
    first (at most ``m``; collapsed optima below the best of them fill up
-   the list; with no other optimum, the collapsed ones), handed out in turn.
+   the list; with no other optimum, the collapsed ones).
+
+**The budget.** Every stage is paid for from one budget, counted in work
+(multiply-adds, so that a fit is the same on any machine): an EM iteration
+of one candidate costs ``rows x K x (w + 20)`` (``w = D^2`` for full, ``D``
+otherwise) and every batched iteration a fixed overhead. The budget is what
+scikit-learn spends on ``m`` starts (per start a k-means and 15 EM
+iterations on all the data, with scikit-learn's per-iteration overhead)
+plus a fixed allowance of ~0.2 s. Screening takes at most 40% of it (fewer
+candidates, never fewer than ``m``, then fewer iterations); convergence
+half of what is left (fewer iterations, then fewer candidates when fewer
+than 30 iterations each would be paid for); each split-and-merge round half
+of what then remains, with as many moves as it pays for, and the search
+stops when a round cannot pay for two moves. On small classic data the
+budget covers the whole search; as ``K x D`` grows the stages shrink
+smoothly, and on large problems the search is scikit-learn's start and a
+few others screened by a few iterations. ``max_iter`` caps the search's
+convergence of each candidate, and below 10 it skips split-and-merge (a
+move alone gets 10 iterations).
 
 All the EM of the search runs on many candidates at once (:class:`_BatchEM`,
 one vectorised pass over all of them), which makes a candidate iteration a
-fraction of the cost of a single EM run's. EM then runs from every start
-with the user's ``tol`` and ``max_iter`` and keeps the best, as usual. As
-the starts are already converged, these final runs are short (``n_iter_``
-and ``lower_bounds_`` count only them); when the search found fewer
-distinct optima than ``n_init``, starts repeat and so do the values in
-``init_lower_bounds_``. With more rows than the search needs
+fraction of the cost of a single EM run's. EM then runs once from every
+distinct start with the user's ``tol`` and ``max_iter`` and keeps the best,
+as usual (``n_iter_``, ``converged_`` and ``lower_bounds_`` describe that
+final run; ``n_iter_search_`` counts the search's iterations); when the
+search found fewer distinct optima than ``n_init``, the values in
+``init_lower_bounds_`` repeat. With more rows than the search needs
 (``max(2000, 20 K (D + 1))``) it works on a random sample of that size, so
 its cost does not grow with ``N``.
+
+A grid of models (:func:`bayes_gmm.selection.fit_em_grid`) shares its
+candidates (:class:`GridStarts`): those of one ``K`` are drawn once for all
+covariance types, the first being the ``K``-cluster cut of one Ward
+hierarchy of the standardised data (mclust's hierarchical start), and each
+model's search gets a smaller budget (4 batched EM iterations per
+``n_init``, no allowance) and hands out its best optimum only.
 
 The result on classic small data sets (``benchmarks/optima.py``,
 ``benchmarks/results/optima.md``; Old Faithful, iris, wine and galaxies,
 every covariance type, K = 1..6, random_state 0..4, ``n_init=10``): the
-default fit is never in a worse optimum than scikit-learn's
-``GaussianMixture(n_init=10)`` unless scikit-learn's has a collapsed
-component, reaches the best known optimum for every seed in 81 of the 96
-cells (wine with full covariances, with hundreds of distinct optima, is the
-hard case), and costs 2.7 times scikit-learn's fit (geometric mean).
+default fit is in a worse optimum than scikit-learn's
+``GaussianMixture(n_init=10)`` in at most one of the 419 (cell, seed)
+pairs where scikit-learn's is not degenerate, and in a better one in about
+130.
 
 The other ``init_params`` are single strategies with one independent start
 each, as in scikit-learn but on the standardised data: ``k-means++`` and
@@ -86,12 +119,14 @@ search optimises complete parameter sets).
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
 
 __all__ = [
     "INIT_PARAMS",
+    "GridStarts",
     "StartPlan",
     "initial_resp",
     "standardise",
@@ -119,23 +154,44 @@ _MOVE_CONVERGE = 3  # best moves of a round run to convergence
 _MAX_ROUNDS = 5  # split-and-merge rounds (each must improve)
 _CONVERGE_TOL = 1e-8  # "converged" inside the search (gain of a SQUAREM cycle)
 _CONVERGE_ITER = 600  # at most this many EM iterations per convergence
-_MIN_CONVERGE_ITER = 100  # ... and at least this many on larger problems
 _SLOW = 1e-6  # a candidate gaining less than this per cycle barely moves ...
 _MET = 1e-9  # ... and has met another one within this of its value
 _SAME = 1e-5  # optima closer than this in mean log-likelihood are one
 _MIN_SCREEN_SAMPLES = 2000
 _WARD_SAMPLES = 500  # rows of the subsample Ward's clustering sees
 _BATCH_FLOATS = 2**19  # floats in one (candidates, K, rows) temporary
-# Multiply-adds of one EM iteration of one candidate (rows x K x D, or D^2
-# for full) up to which the search does all its work; on larger problems
-# it converges and refines a share of its candidates and moves.
-_SMALL_WORK = 2**18
+_MOVE_FLOATS = 2**24  # floats in the responsibilities of one round's moves
+# The budget (see the module docstring). Work is counted in multiply-adds:
+# an EM iteration of one candidate costs rows x K x (w + _ROW_WORK), ``w``
+# D^2 for full and D otherwise (the rest of the cost: exp, log-sum-exp,
+# M-step), and every batched iteration _CALL_WORK more (numpy's overhead,
+# ~0.1-0.3 ms).
+_ROW_WORK = 20
+_CALL_WORK = 3e5
+# The search's budget models what scikit-learn spends on one start: k-means
+# and set-up, then EM iterations on all the data, each costing the work
+# above and its (larger) Python overhead.
+_BUDGET_ITER = 15  # such EM iterations per start handed out
+_SK_START_WORK = 5e6  # ... k-means and set-up of a start (~5 ms)
+_SK_CALL_WORK = 1e6  # ... overhead of one of its iterations (~0.5 ms)
+_BUDGET_ALLOWANCE = 3e8  # ... plus this much (~0.15-0.25 s) for any fit
+_SCREEN_SHARE = 0.4  # at most this share of the budget screens candidates
+_CONVERGE_SHARE = 0.5  # ... and this share of what is left converges them
+_MIN_CONVERGE = 30  # fewer iterations than this: converge fewer candidates
+_GRID_ITER = 4  # a model of a grid: batched EM iterations on the sample per n_init
+_GRID_WARD_SAMPLES = 2000  # rows of the grid's Ward hierarchy
 _EPS = np.finfo(np.float64).eps
 _LOG_2PI = np.log(2.0 * np.pi)
 _LOG_TINY = np.log(1e-200)
 # Candidate partitions, in turn: (kind, spread of the random column weights
 # of the standardised data it is drawn on; 0: none).
+# ``raw``: scikit-learn's own start, Lloyd's k-means to convergence on the
+# data in their units (the one generator that sees the units: on data whose
+# units are meaningful, such as principal-component scores, it is the best
+# single start, and with it the search holds scikit-learn's start).
 _KINDS = (
+    ("raw", None),
+    ("kmeans", 0.0),
     ("k-means++", 1.0),
     ("kmeans", 1.0),
     ("random_from_data", 1.0),
@@ -349,6 +405,10 @@ class _BatchEM:
         else:
             self.cov_unit = np.mean(self.sd**2)
         self.n_iter = 0  # EM iterations spent, summed over candidates
+        self.work = 0.0  # ... and their cost (see _ROW_WORK)
+        self.row_cost = (self.d * self.d if covariance_type == "full" else self.d) + (
+            _ROW_WORK
+        )
         self.Xt = np.ascontiguousarray(self.X.T)
         self.X2 = self.X * self.X
         self.X2t = np.ascontiguousarray(self.X2.T)
@@ -515,11 +575,16 @@ class _BatchEM:
                 sec = None if second is None else second[g]
                 self._accumulate(lp, r, nk[g], sx[g], sec)
         self.n_iter += s
+        self.work += self.cost(s, k)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             new = self._from_moments(nk, sx, second)
         ok &= np.isfinite(ll)
         ll = np.where(ok, ll / self.n, -np.inf)
         return ll, _where(ok, new, mix)
+
+    def cost(self, s, k, n_iter=1):
+        """Work of ``n_iter`` EM iterations of ``s`` candidates of ``k`` components."""
+        return n_iter * (s * self.n * k * self.row_cost + _CALL_WORK)
 
     def resp(self, mix):
         """Responsibilities (K, n) of the first candidate of ``mix``."""
@@ -787,6 +852,9 @@ class StartPlan:
         rng,
         *,
         chunk_size=None,
+        budget=None,
+        partitions=None,
+        max_iter=None,
     ):
         self.X = X
         self.k = int(n_components)
@@ -796,6 +864,19 @@ class StartPlan:
         self.rng = rng
         self.chunk_size = chunk_size
         self.n_em_iterations = 0
+        n, d = X.shape
+        w = d * d if covariance_type == "full" else d
+        # What the search may spend (in _BatchEM.work's units): about what
+        # scikit-learn spends on n_init starts, and the allowance.
+        one_run = _SK_START_WORK + _BUDGET_ITER * (
+            n * self.k * (w + _ROW_WORK) + _SK_CALL_WORK
+        )
+        self.budget = (
+            self.n_init * one_run + _BUDGET_ALLOWANCE if budget is None else budget
+        )
+        self.work = 0.0
+        self._partitions = partitions
+        self._cap = _CONVERGE_ITER if max_iter is None else int(max_iter)
         self._given = 0
         self.starts = self._search()
 
@@ -809,10 +890,23 @@ class StartPlan:
         """The rows the search works on (all of them for small data)."""
         n, d = self.X.shape
         size = max(_MIN_SCREEN_SAMPLES, 20 * self.k * (d + 1))
+        if self._partitions is not None:
+            return self._partitions.S
         if n <= size:
             return self.X
         idx = np.sort(self.rng.choice(n, size=size, replace=False))
         return self.X[idx]
+
+    def _candidates(self, S, Z, n_cand):
+        """(n_cand, K, rows) one-hot responsibilities of candidate partitions."""
+        if self._partitions is not None:
+            labels = self._partitions.labels(self.k, n_cand)
+        else:
+            labels = [_candidate(S, Z, self.k, c, self.rng) for c in range(n_cand)]
+        resp = np.zeros((len(labels), self.k, S.shape[0]))
+        for c, lab in enumerate(labels):
+            resp[c, lab, np.arange(S.shape[0])] = 1.0
+        return resp
 
     # ------------------------------------------------------------- search
     def _search(self):
@@ -827,71 +921,117 @@ class StartPlan:
             ]
         em = _BatchEM(S, self.covariance_type, self.reg_covar, self.chunk_size)
         collapse = _Collapse(S, self.reg_covar, self.k)
+        self._em = em
 
         def flagged(ll, mix):
             cov = em.full_covariances(mix)
             return ~np.isfinite(ll) | collapse.batch(mix.weights, cov, em.ct)
 
         Z = standardise(S)
-        # 1. Screen: a short EM from every candidate partition.
-        m = self.n_init
+        m, k = self.n_init, self.k
+        # 1. Screen: a short EM from every candidate partition (fewer
+        # candidates, at least n_init, or fewer iterations when the budget
+        # is short).
         n_cand = max(_CANDIDATES_PER_START * m, len(_KINDS))
-        resp = np.empty((n_cand, self.k, S.shape[0]))
-        for c in range(n_cand):
-            kind, spread = _KINDS[c % len(_KINDS)]
-            view = (
-                Z * np.exp(spread * self.rng.standard_normal(Z.shape[1]))
-                if spread
-                else Z
+        screen = _SCREEN_SHARE * self.budget
+        n_screen = max(1, min(_SCREEN_ITER, self._cap))
+        if em.cost(n_cand, k, n_screen + 1) > screen:
+            n_cand = max(
+                m, 2, int((screen / (n_screen + 1) - _CALL_WORK) / em.cost(1, k, 1))
             )
-            resp[c] = _one_hot(_labels(view, self.k, kind, self.rng), self.k).T
-        ll, mix = em.run(em.m_step(resp), _SCREEN_ITER)
+        while n_screen > 1 and em.cost(n_cand, k, n_screen + 1) > screen:
+            n_screen -= 1
+        resp = self._candidates(S, Z, n_cand)
+        em.work += em.cost(len(resp), k)  # the M-step
+        ll, mix = em.run(em.m_step(resp), n_screen)
+        del resp
         # Identical partitions give identical values: keep one of each.
         order = np.argsort(-ll, kind="stable")
         order = order[_distinct(ll[order], tol=1e-12 * np.abs(ll[order]))]
-        # On larger problems (an EM iteration of one candidate costs more than
-        # _SMALL_WORK) the next steps do a share of their work, at least as
-        # much as one start each.
-        width = S.shape[1] ** 2 if self.covariance_type == "full" else S.shape[1]
-        share = min(1.0, _SMALL_WORK / (S.shape[0] * self.k * width))
-        # 2. Converge them all (the best of them).
-        n_conv = max(m, int(np.ceil(share * order.size)))
-        self._max_iter = max(_MIN_CONVERGE_ITER, int(share * _CONVERGE_ITER))
-        ll, mix = em.converge(mix.take(order[:n_conv]), max_iter=self._max_iter)
+        # 2. Converge the best of them (all of them when the budget allows
+        # _MIN_CONVERGE iterations each).
+        share = self._left(em) * (_CONVERGE_SHARE if k > 1 else 1.0)
+        n_conv = order.size
+        if em.cost(n_conv, k, _MIN_CONVERGE) > share:
+            n_conv = min(n_conv, max(m, int(share / em.cost(1, k, _MIN_CONVERGE))))
+        self._max_iter = self._iterations(em, n_conv, share, cap=self._cap)
+        if self._max_iter >= 3:
+            ll, mix = em.converge(mix.take(order[:n_conv]), max_iter=self._max_iter)
+        else:  # no budget left to converge: rank by the screening
+            ll, mix = ll[order[:n_conv]], mix.take(order[:n_conv])
         pool = _Pool(ll, mix, flagged(ll, mix))
         # 3. Split and merge from the best few optima (from a collapsed one
-        # when there is no other: moves can lead away from it).
-        n_from = max(1, int(round(share * _REFINE_FROM)))
-        origins = pool.best(n_from) or pool.best(1, flagged=True)
+        # when there is no other: moves can lead away from it), while the
+        # budget lasts.
+        origins = pool.best(_REFINE_FROM) or pool.best(1, flagged=True)
+        if self._cap < _MOVE_ITER:  # a move gets more iterations than max_iter
+            origins = []
         for best_ll, best in origins:
-            self._refine(em, Z, pool, flagged, best_ll, best, share)
+            if not self._refine(em, Z, pool, flagged, best_ll, best):
+                break
         self.n_em_iterations = em.n_iter
+        self.work = em.work
         starts = [em.params(mix_, i) for mix_, i in pool.starts(m)]
         if not starts:  # nothing converged to a usable mixture: let EM say why
             starts = [em.params(mix, i) for i in range(min(m, len(mix)))]
         logger.debug(
             "start search: %d candidates on %d rows, %d regular optima, "
-            "%d EM iterations",
+            "%d EM iterations, %.3g of a budget of %.3g",
             n_cand,
             S.shape[0],
             pool.n_regular,
             self.n_em_iterations,
+            em.work,
+            self.budget,
         )
         return starts
 
-    def _refine(self, em, Z, pool, flagged, best_ll, best, share=1.0):
+    def _left(self, em):
+        return max(0.0, self.budget - em.work)
+
+    def _iterations(self, em, n, work, cap=_CONVERGE_ITER):
+        """EM iterations of ``n`` candidates that ``work`` pays for (<= ``cap``)."""
+        return int(min(cap, work // em.cost(n, self.k, 1)))
+
+    def _refine(self, em, Z, pool, flagged, best_ll, best):
         """Split-and-merge search (Ueda et al. 2000) from one optimum.
 
-        Each round tries ``share`` of all the moves (at least ``2 n_init``).
+        Each round spends at most half of what is left of the budget on as
+        many moves (most promising first) as it pays for: every move gets 2
+        EM iterations, the best quarter (at least 12) 8 more, the best three
+        run to convergence. Returns whether there was budget left for a
+        round.
         """
         k = self.k
-        n_moves = k * (k - 1) * (k - 1)  # 2 cuts x (pairs + pairs x thirds)
-        n_moves = max(2 * self.n_init, int(np.ceil(share * n_moves)))
+        n_all = k * (k - 1) * (k - 1)  # 2 cuts x (pairs + pairs x thirds)
+        n_all = min(n_all, max(2, _MOVE_FLOATS // (k * em.n)))
+
+        def cost(n, conv):
+            keep = min(n, max(_MOVE_KEEP, n // 4))
+            return (
+                em.cost(n, k, _MOVE_ITER_FIRST + 1)
+                + em.cost(keep, k, _MOVE_ITER - _MOVE_ITER_FIRST)
+                + em.cost(min(n, _MOVE_CONVERGE), k, conv)
+            )
+
         for _ in range(_MAX_ROUNDS):
+            round_work = 0.5 * self._left(em)
+            conv = min(
+                self._max_iter, self._iterations(em, _MOVE_CONVERGE, 0.4 * round_work)
+            )
+            if conv < 3 or cost(2, conv) > round_work:
+                return False
+            lo, hi = 2, n_all  # the most moves the round pays for
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if cost(mid, conv) <= round_work else (lo, mid - 1)
+            n_moves = lo
             moves = _moves(em.resp(best), Z, n_moves)
             # Successive halving: every move a few iterations, the best
             # quarter some more, the best few of those to convergence.
+            em.work += em.cost(len(moves), k)
             ll, mix = em.run(em.m_step(moves), _MOVE_ITER_FIRST)
+            del moves
             keep = np.argsort(-ll, kind="stable")[: max(_MOVE_KEEP, len(ll) // 4)]
             ll, mix = em.run(mix.take(keep), _MOVE_ITER - _MOVE_ITER_FIRST)
             ll = np.where(flagged(ll, mix), -np.inf, ll)
@@ -900,7 +1040,7 @@ class StartPlan:
             top = order[_distinct(ll[order], _MOVE_CONVERGE)]
             if top.size == 0:
                 break
-            ll, mix = em.converge(mix.take(top), max_iter=self._max_iter)
+            ll, mix = em.converge(mix.take(top), max_iter=conv)
             bad = flagged(ll, mix)
             pool.add(ll, mix, bad)
             ll = np.where(bad, -np.inf, ll)
@@ -908,6 +1048,95 @@ class StartPlan:
             if not ll[i] > best_ll + _SAME:
                 break
             best_ll, best = ll[i], mix.take(slice(i, i + 1))
+        return True
+
+
+class GridStarts:
+    """Candidate partitions shared by every model of a grid (mclust's idea).
+
+    The candidates of one ``K`` do not depend on the covariance type, so a
+    grid over types and ``K`` draws them once: the ``K``-cluster cut of one
+    Ward hierarchy of the standardised data (mclust takes the starts of
+    every ``K`` from one hierarchical clustering), then the generators of
+    :data:`_KINDS`, each computed once per ``K`` and cached. All of it on
+    one sample of the rows (the search's sample size for the largest
+    ``K``), so that the grid's searches see the same rows. Each model of
+    the grid gets a search of :meth:`budget`, without the allowance of a
+    single fit, and its final EM runs from the best optimum found.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Data.
+    max_components : int
+        Largest ``K`` of the grid.
+    rng : numpy.random.Generator
+        Source of randomness (the draws of each ``K`` have their own stream).
+    """
+
+    def __init__(self, X, max_components, rng):
+        n, d = X.shape
+        size = max(_MIN_SCREEN_SAMPLES, 20 * max_components * (d + 1))
+        if n > size:
+            X = X[np.sort(rng.choice(n, size=size, replace=False))]
+        self.S = X
+        self.n_rows = n
+        self.Z = standardise(X)
+        self._seed = int(rng.integers(2**31 - 1))
+        self._tree = None
+        self._cache = {}
+
+    def _ward(self, k):
+        from scipy.cluster.hierarchy import fcluster, linkage
+
+        if self._tree is None:
+            m = min(self.S.shape[0], _GRID_WARD_SAMPLES)
+            rng = np.random.default_rng(self._seed)
+            self._sub = np.sort(rng.choice(self.S.shape[0], size=m, replace=False))
+            self._tree = linkage(self.Z[self._sub], "ward")
+        sub = self.Z[self._sub]
+        labels = fcluster(self._tree, k, "maxclust") - 1
+        centres = np.stack(
+            [sub[labels == j].mean(axis=0) for j in range(labels.max() + 1)]
+        )
+        if centres.shape[0] < k:  # ties: fewer clusters than asked
+            return None
+        return _nearest(self.Z, centres)
+
+    def labels(self, k, n_cand):
+        """At least ``n_cand`` candidate partitions for ``K = k`` (labels)."""
+        cache = self._cache.setdefault(k, {"labels": [], "c": 0})
+        if not cache["labels"]:
+            ward = self._ward(k)
+            if ward is not None:
+                cache["labels"].append(ward)
+            cache["rng"] = np.random.default_rng([self._seed, k])
+        while len(cache["labels"]) < n_cand:
+            cache["labels"].append(
+                _candidate(self.S, self.Z, k, cache["c"], cache["rng"])
+            )
+            cache["c"] += 1
+        return cache["labels"][:n_cand]
+
+    def budget(self, n_components, covariance_type, n_init):
+        """Search budget of one model of the grid (see _GRID_ITER)."""
+        d = self.S.shape[1]
+        w = d * d if covariance_type == "full" else d
+        one = self.S.shape[0] * n_components * (w + _ROW_WORK) + _CALL_WORK
+        return _GRID_ITER * n_init * one
+
+
+def _candidate(S, Z, k, c, rng):
+    """Labels of the ``c``-th candidate partition (see _KINDS)."""
+    kind, spread = _KINDS[c % len(_KINDS)]
+    if kind == "raw":
+        from sklearn.cluster import KMeans
+
+        seed = int(rng.integers(2**31 - 1))
+        km = KMeans(k, n_init=1, random_state=seed).fit(S)
+        return km.labels_
+    view = Z * np.exp(spread * rng.standard_normal(Z.shape[1])) if spread else Z
+    return _labels(view, k, kind, rng)
 
 
 class _Pool:
@@ -980,15 +1209,18 @@ def _moves(resp, Z, n_moves=None):
     pairs = sorted(
         ((i, j) for i in range(k) for j in range(i + 1, k)), key=lambda p: -overlap[p]
     )
-    moves = [(i, j, None, mode) for i, j in pairs for mode in _CUTS]
-    moves += [
-        (i, j, s, mode)
-        for i, j in pairs
-        for s in range(k)
-        if s not in (i, j)
-        for mode in _CUTS
-    ]
-    moves = moves[:n_moves]
+
+    def all_moves():  # lazily: there are K (K - 1)^2 of them
+        for i, j in pairs:
+            for mode in _CUTS:
+                yield i, j, None, mode
+        for i, j in pairs:
+            for s in range(k):
+                if s not in (i, j):
+                    for mode in _CUTS:
+                        yield i, j, s, mode
+
+    moves = list(itertools.islice(all_moves(), n_moves))
     out = np.empty((len(moves),) + resp.shape)
     halves = {}
     for m, (i, j, s, mode) in enumerate(moves):

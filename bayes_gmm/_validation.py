@@ -19,6 +19,7 @@ __all__ = [
     "check_random_state",
     "check_scalar",
     "warn",
+    "DegenerateComponentWarning",
 ]
 
 
@@ -31,6 +32,15 @@ class ConvergenceWarning(BayesGMMWarning, _SklearnConvergenceWarning):
 
     It subclasses scikit-learn's ``ConvergenceWarning`` so that filters
     written for scikit-learn keep working.
+    """
+
+
+class DegenerateComponentWarning(BayesGMMWarning):
+    """A fitted component is degenerate (see ``GaussianMixtureEM.degenerate_``).
+
+    Its covariance is held up by ``reg_covar`` alone, or (``full``) it has
+    fewer effective points than ``D + 1``: its likelihood, and criteria
+    computed from it (AIC, BIC, ICL), are artefacts of the regularisation.
     """
 
 

@@ -499,29 +499,37 @@ def _collapsed(em) -> Check:
     scale = float(np.max(mix_var))
     ratio = eig_min / scale
     worst = int(np.argmin(ratio))
-    bad = np.flatnonzero(ratio < COLLAPSE_RATIO)
+    thin = ratio < COLLAPSE_RATIO
+    # degenerate_: held up by reg_covar, or too few points (see the estimator).
+    held = np.asarray(getattr(em, "degenerate_", np.zeros(k, bool)), dtype=bool)
+    bad = np.flatnonzero(thin | held)
     ok = bad.size == 0
+    if ok:
+        message = "No component covariance has collapsed."
+    else:
+        message = (
+            f"{bad.size} of {k} components ({_join(bad)}) are degenerate: "
+            "covariance collapsed onto a point or a line, held up by reg_covar"
+            + (
+                f", or fewer than D + 1 = {d + 1} effective points"
+                if ct.name == "full"
+                else ""
+            )
+            + ": the likelihood is degenerate there and the fit is not a "
+            "meaningful optimum."
+        )
     return Check(
         "collapsed_covariance",
         "Smallest covariance eigenvalue / data variance",
         float(ratio[worst]),
         f">= {COLLAPSE_RATIO:g}",
         "ok" if ok else "fail",
-        (
-            "No component covariance has collapsed."
-            if ok
-            else (
-                f"Component(s) {_join(bad)} have collapsed onto a point or a "
-                "line (covariance nearly singular, held up only by reg_covar): "
-                "the likelihood is degenerate there and the fit is not a "
-                "meaningful optimum."
-            )
-        ),
+        message,
         ""
         if ok
         else (
-            "Use fewer components, a larger reg_covar, or remove duplicated "
-            "points / constant features."
+            "Use fewer components, another covariance_type, a larger "
+            "reg_covar, or remove duplicated points / constant features."
         ),
     )
 
@@ -532,8 +540,11 @@ def _mixture_feature_variance(weights, means, cov):
     return np.maximum(second - mean**2, np.finfo(float).tiny)
 
 
-def _join(indices) -> str:
-    return ", ".join(str(int(i)) for i in indices)
+def _join(indices, most=6) -> str:
+    """Indices as text, the first ``most`` of them and how many more."""
+    indices = [int(i) for i in indices]
+    shown = ", ".join(map(str, indices[:most]))
+    return shown if len(indices) <= most else f"{shown}, ... ({len(indices)} in all)"
 
 
 def _negligible_weight(weights, n, d, *, posterior) -> Check:
@@ -546,7 +557,8 @@ def _negligible_weight(weights, n, d, *, posterior) -> Check:
         message = f"Every component has a {what} of at least {threshold:.3g}."
         remedy = ""
     else:
-        values = ", ".join(f"{weights[i]:.3g}" for i in small)
+        values = ", ".join(f"{weights[i]:.3g}" for i in small[:6])
+        values += ", ..." if small.size > 6 else ""
         k_sup = weights.size - small.size
         message = (
             f"Component(s) {_join(small)} have {what} {values} (below "

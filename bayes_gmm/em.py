@@ -25,6 +25,7 @@ from bayes_gmm._covariance import _em_kernel, get_covariance_type, n_parameters
 from bayes_gmm._init import INIT_PARAMS, initial_resp, standardise
 from bayes_gmm._validation import (
     ConvergenceWarning,
+    DegenerateComponentWarning,
     check_choice,
     check_data,
     check_n_components,
@@ -42,6 +43,7 @@ __all__ = [
     "m_step",
     "em_iteration",
     "run_em",
+    "degenerate_components",
 ]
 
 logger = logging.getLogger("bayes_gmm")
@@ -60,6 +62,69 @@ _MIN_CHUNK = 128
 _LOG_TINY = -460.5
 # Frames from validation.warn to the user: warn, _fit, fit or fit_predict, user.
 _WARN_LEVEL = 4
+# A covariance whose smallest eigenvalue is at most this times reg_covar (in
+# the data's own units) is held up by the regularisation (see degenerate_).
+_DEGENERATE_FACTOR = 10.0
+
+
+def degenerate_components(weights, covariances, covariance_type, n_samples, reg_covar):
+    """Which components of a fit are degenerate (boolean mask over components).
+
+    A component is degenerate when its covariance is held up by ``reg_covar``:
+    its smallest eigenvalue, in the data's own units, is at most
+    ``10 reg_covar`` (with ``reg_covar=0``, at most ``1e-12`` of the largest
+    eigenvalue of the fit), the component then sits on a lower-dimensional
+    set of points; or, for ``full``, when it has fewer effective points
+    (``weight x n_samples``) than ``D + 1``, too few for a covariance of
+    full rank. The likelihood of a Gaussian mixture is unbounded, and such
+    components are where it runs off: their likelihood, and AIC, BIC and
+    ICL computed from it, are artefacts of the regularisation.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_components,)
+    covariances : ndarray
+        In the shape of ``covariance_type``.
+    covariance_type : str
+    n_samples : int
+        Rows the fit saw.
+    reg_covar : float
+        Its regularisation.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_components,)
+    """
+    weights = np.asarray(weights, dtype=float)
+    cov = np.asarray(covariances, dtype=float)
+    k = weights.shape[0]
+    if covariance_type == "full":
+        lam = np.linalg.eigvalsh(cov)
+    elif covariance_type == "tied":
+        lam = np.broadcast_to(np.linalg.eigvalsh(cov), (k, cov.shape[0]))
+    elif covariance_type == "diag":
+        lam = np.sort(cov, axis=1)
+    else:
+        lam = np.broadcast_to(cov[:, None], (k, 1))
+    floor = _DEGENERATE_FACTOR * reg_covar if reg_covar > 0 else 1e-12 * lam.max()
+    bad = lam[:, 0] <= floor
+    if covariance_type == "full":
+        bad |= weights * n_samples < lam.shape[1] + 1
+    return bad
+
+
+def _degenerate_message(mask, covariance_type, n_features, reg_covar):
+    """One sentence for a DegenerateComponentWarning."""
+    n_bad, k = int(mask.sum()), mask.size
+    why = f"a covariance held up by reg_covar={reg_covar:g} alone"
+    if covariance_type == "full":
+        why += f", or fewer than D + 1 = {n_features + 1} effective points"
+    return (
+        f"{n_bad} of {k} components are degenerate ({why}): their likelihood, "
+        "and AIC/BIC/ICL, are artefacts of the regularisation (see "
+        "degenerate_). Use fewer components, another covariance_type "
+        "(diag, spherical or tied need fewer points), or a larger reg_covar."
+    )
 
 
 @dataclass(frozen=True)
@@ -438,19 +503,30 @@ class GaussianMixtureEM(DensityMixin, BaseEstimator):
         is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}, \
 default="kmeans"
-        How the starts are chosen. None depends on the units of the
-        features: they work on the standardised (or whitened) data.
-        ``kmeans`` (the default) searches for good starts: ``4 n_init``
-        candidate partitions (k-means, k-means++ seeds and random data
+        How the starts are chosen. All but one candidate of the default
+        search work on the standardised data, so the units of the features
+        hardly matter. ``kmeans`` (the default) searches for good starts:
+        ``4 n_init`` candidate partitions (scikit-learn's own k-means start
+        on the raw features; k-means, k-means++ seeds and random data
         points, most on views of the standardised data with random column
-        weights, and Ward's clustering of a subsample) are screened by a few
-        EM iterations and all run to convergence by an accelerated
-        (SQUAREM) EM; collapsing (spurious) solutions are set aside, and the
-        five best optima are refined by split-and-merge moves. The
-        ``n_init`` starts are the distinct optima found, best first, their
-        components by decreasing weight (repeating when fewer; see
-        :mod:`bayes_gmm._init`). As they are already converged, the final
-        runs that ``n_iter_`` and ``lower_bounds_`` describe are short. The
+        weights; Ward's clustering of a subsample) are screened by a few EM
+        iterations and run to convergence by an accelerated (SQUAREM) EM;
+        collapsing (spurious) solutions are set aside, and the best optima
+        are refined by split-and-merge moves. The ``n_init`` starts are the
+        distinct optima found, best first, their components by decreasing
+        weight (see :mod:`bayes_gmm._init`); EM runs once from each.
+        **Budget rule:** the search spends at most about what scikit-learn
+        spends on ``n_init`` starts (per start a k-means and 15 EM
+        iterations on all the data, counted in multiply-adds, rows x K x
+        D^2 for ``full`` and rows x K x D otherwise, plus per-iteration
+        overhead) plus a fixed allowance (~0.2 s). On small problems that
+        covers the whole search; as K x D grows its stages shrink smoothly
+        (fewer candidates and iterations, as many split-and-merge moves as
+        the rest pays for, most promising first), so a fit costs at most a
+        few times scikit-learn's. The search works on a random sample of
+        ``max(2000, 20 K (D + 1))`` rows when there are more, caps its own
+        convergence at ``max_iter`` iterations per candidate and skips
+        split-and-merge when ``max_iter < 10``. The
         other options make ``n_init`` independent starts, as scikit-learn
         but on the standardised data: ``k-means++`` and ``random_from_data``
         assign each point to the nearest of ``K`` centres (k-means++ seeds
@@ -490,9 +566,22 @@ default="kmeans"
         Cholesky factors of the precisions (``P`` with ``P P^T`` the
         precision), same shape.
     converged_ : bool
-        Whether the best start converged.
+        Whether the final EM run of the best start converged (within
+        ``max_iter`` iterations, as in scikit-learn).
     n_iter_ : int
-        Iterations of the best start.
+        EM iterations of the final run of the best start (at most
+        ``max_iter``); the search before it is counted in
+        ``n_iter_search_``.
+    n_iter_search_ : int
+        EM iterations the default start search spent, summed over all its
+        candidates, on its sample of rows (0 for the other
+        ``init_params``, given starts and warm starts).
+    degenerate_ : ndarray of bool, shape (n_components,)
+        Components held up by ``reg_covar`` (smallest covariance
+        eigenvalue at most ``10 reg_covar``, in the data's units) or, for
+        ``full``, with fewer effective points than ``D + 1`` (see
+        :func:`degenerate_components`); ``fit`` warns with a
+        :class:`~bayes_gmm.DegenerateComponentWarning` when any is.
     lower_bound_ : float
         Mean log-likelihood of the best start at its last iteration.
     lower_bounds_ : list of float
@@ -625,14 +714,20 @@ default="kmeans"
                 return standardise(X)
             from bayes_gmm._init import StartPlan
 
+            # A model of a grid (see selection.fit_em_grid) shares the grid's
+            # candidate partitions; its search has the grid's budget.
+            grid = getattr(self, "_grid_starts", None)
             return StartPlan(
                 X,
                 k,
                 ct.name,
-                self.n_init,
+                1 if grid else self.n_init,
                 self.reg_covar,
                 rng,
                 chunk_size=self.chunk_size,
+                budget=grid and grid.budget(k, ct.name, self.n_init),
+                partitions=grid,
+                max_iter=self.max_iter,
             )
         if isinstance(Z, np.ndarray):
             resp = initial_resp(X, Z, k, self.init_params, rng)
@@ -710,7 +805,10 @@ default="kmeans"
 
         best = None
         finals = []
-        for init in range(n_init):
+        # EM from a start is deterministic: a search that found fewer distinct
+        # optima than n_init runs each once (init_lower_bounds_ repeats them).
+        n_runs = min(n_init, len(getattr(Z, "starts", range(n_init))))
+        for init in range(n_runs):
             if do_init:
                 start = self._start(X, Z, k, ct, inits, rng)
             else:
@@ -755,9 +853,19 @@ default="kmeans"
         self._set_params_from(best.params)
         self.converged_ = bool(best.converged)
         self.n_iter_ = int(best.n_iter)
+        self.n_iter_search_ = int(getattr(Z, "n_em_iterations", 0))
+        self.degenerate_ = degenerate_components(
+            self.weights_, self.covariances_, ct.name, n, self.reg_covar
+        )
+        if self.degenerate_.any():
+            warn(
+                _degenerate_message(self.degenerate_, ct.name, d, self.reg_covar),
+                DegenerateComponentWarning,
+                stacklevel=_WARN_LEVEL,
+            )
         self.lower_bound_ = float(best.lower_bound)
         self.lower_bounds_ = list(best.lower_bounds)
-        self.init_lower_bounds_ = np.asarray(finals)
+        self.init_lower_bounds_ = np.resize(np.asarray(finals), n_init)
         # Final E-step, so that fit_predict(X) == fit(X).predict(X).
         _, log_resp = e_step(X, best.params, chunk_size=self.chunk_size)
         return log_resp.argmax(axis=1)

@@ -36,9 +36,11 @@ import numpy as np
 import pandas as pd
 
 from bayes_gmm._covariance import get_covariance_type
+from bayes_gmm._init import GridStarts
 from bayes_gmm._validation import (
     BayesGMMWarning,
     ConvergenceWarning,
+    DegenerateComponentWarning,
     check_data,
     check_n_components,
     check_random_state,
@@ -450,8 +452,14 @@ def em_criteria(model: GaussianMixtureEM, X: np.ndarray) -> dict[str, float]:
     }
 
 
-def _fit_one_em(X, covariance_type, n_components, n_samples, seed, n_init, kwargs):
-    """Fit one model of the grid; return (row, fitted model or None)."""
+def _fit_one_em(
+    X, covariance_type, n_components, n_samples, seed, n_init, kwargs, grid=None
+):
+    """Fit one model of the grid; return (row, fitted model or None).
+
+    ``grid``: the grid's shared candidate partitions
+    (:class:`bayes_gmm._init.GridStarts`), or None for a search of its own.
+    """
     row: dict[str, Any] = {
         "covariance_type": covariance_type,
         "n_components": n_components,
@@ -476,10 +484,16 @@ def _fit_one_em(X, covariance_type, n_components, n_samples, seed, n_init, kwarg
             random_state=seed,
             **kwargs,
         )
+        model._grid_starts = grid
         with warnings.catch_warnings():
-            # Non-convergence is reported once for the grid (and per row).
+            # Non-convergence and degenerate fits are reported once for the
+            # grid (and per row).
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(X)
+            warnings.simplefilter("ignore", DegenerateComponentWarning)
+            try:
+                model.fit(X)
+            finally:
+                del model._grid_starts  # the fitted model does not keep it
         row.update(em_criteria(model, X))
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
         row["error"] = f"{type(exc).__name__}: {exc}"
@@ -491,6 +505,20 @@ def _fit_one_em(X, covariance_type, n_components, n_samples, seed, n_init, kwarg
     row["collapsed"] = _is_collapsed(model)
     row["fit_time"] = time.perf_counter() - start
     return row, model
+
+
+def _grid_starts(X, ks, base, em_kwargs):
+    """The grid's shared candidate partitions (default starts only), or None."""
+    if em_kwargs.get("init_params", "kmeans") != "kmeans" or any(
+        em_kwargs.get(f"{p}_init") is not None
+        for p in ("weights", "means", "precisions")
+    ):
+        return None
+    fitted = [k for k in ks if k <= X.shape[0]]
+    if not fitted or not np.all(np.isfinite(X)):
+        return None  # the fits themselves say what is wrong
+    rng = np.random.default_rng([base, 1])
+    return GridStarts(np.asarray(X, dtype=float), max(fitted), rng)
 
 
 def _model_list(rows):
@@ -590,11 +618,14 @@ def fit_em_grid(
         n_init,
         n_samples,
     )
+    grid = _grid_starts(arr, ks, base, em_kwargs)
     done = 0
     for ctype in types:
         for k in ks:
             seed = _model_seed(base, ctype, k)
-            row, model = _fit_one_em(data, ctype, k, n_samples, seed, n_init, em_kwargs)
+            row, model = _fit_one_em(
+                data, ctype, k, n_samples, seed, n_init, em_kwargs, grid
+            )
             rows.append(row)
             if model is not None:
                 fits[(ctype, k)] = model
@@ -619,6 +650,16 @@ def fit_em_grid(
         raise ValueError(
             f"Every model of the grid failed; the first error was: "
             f"{table['error'].iloc[0]}"
+        )
+    fitted = table[table["error"].isna()]
+    if len(fitted) and fitted["collapsed"].all():
+        warn(
+            f"Every fitted model of the grid is degenerate ({_model_list(fitted)}: "
+            "a component held up by reg_covar or with too few points, see "
+            "GaussianMixtureEM.degenerate_), so the AIC/BIC/ICL picks are among "
+            "degenerate fits and their criteria are artefacts. Use fewer "
+            "components, other covariance types or a larger reg_covar.",
+            DegenerateComponentWarning,
         )
     failed = table[table["error"].notna()]
     if len(failed):
@@ -719,7 +760,7 @@ class ModelComparison:
     >>> cmp.best("bic")
     ('full', 2)
     >>> cmp.table.set_index("n_components")["picked_by"].loc[2]
-    'bic, icl'
+    'aic, bic, icl'
     """
 
     table: pd.DataFrame
@@ -1032,10 +1073,17 @@ class _Progress:
 
 
 def _is_collapsed(model) -> bool:
-    """True if an EM fit has a covariance collapsed onto a point or a line."""
+    """True if an EM fit is degenerate.
+
+    A covariance collapsed onto a point or a line (relative to the data's
+    spread), or a component in ``degenerate_`` (held up by ``reg_covar``, or
+    too few points for its covariance).
+    """
     from bayes_gmm.diagnostics import _collapsed
 
-    return _collapsed(model).status == "fail"
+    return bool(np.any(getattr(model, "degenerate_", False))) or (
+        _collapsed(model).status == "fail"
+    )
 
 
 def _check_candidates(candidates, bayes_methods):
@@ -1352,7 +1400,7 @@ def compare_models(
     >>> cmp.picks()["bic"]
     ('full', 2)
     >>> print(cmp.verdict().splitlines()[1])
-    BIC picks full K=2 (AIC picks full K=3, ICL picks full K=2).
+    BIC picks full K=2 (AIC picks full K=2, ICL picks full K=2).
     """
     if isinstance(methods, str):
         methods = [methods]
