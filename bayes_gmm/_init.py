@@ -77,9 +77,8 @@ of what then remains, with as many moves as it pays for, and the search
 stops when a round cannot pay for two moves. On small classic data the
 budget covers the whole search; as ``K x D`` grows the stages shrink
 smoothly, and on large problems the search is scikit-learn's start and a
-few others screened by a few iterations. ``max_iter`` caps the search's
-convergence of each candidate, and below 10 it skips split-and-merge (a
-move alone gets 10 iterations).
+few others screened by a few iterations. The search does not depend on
+the user's ``max_iter`` and ``tol``, which bound the final EM runs.
 
 All the EM of the search runs on many candidates at once (:class:`_BatchEM`,
 one vectorised pass over all of them), which makes a candidate iteration a
@@ -854,7 +853,6 @@ class StartPlan:
         chunk_size=None,
         budget=None,
         partitions=None,
-        max_iter=None,
     ):
         self.X = X
         self.k = int(n_components)
@@ -876,7 +874,6 @@ class StartPlan:
         )
         self.work = 0.0
         self._partitions = partitions
-        self._cap = _CONVERGE_ITER if max_iter is None else int(max_iter)
         self._given = 0
         self.starts = self._search()
 
@@ -934,7 +931,7 @@ class StartPlan:
         # is short).
         n_cand = max(_CANDIDATES_PER_START * m, len(_KINDS))
         screen = _SCREEN_SHARE * self.budget
-        n_screen = max(1, min(_SCREEN_ITER, self._cap))
+        n_screen = _SCREEN_ITER
         if em.cost(n_cand, k, n_screen + 1) > screen:
             n_cand = max(
                 m, 2, int((screen / (n_screen + 1) - _CALL_WORK) / em.cost(1, k, 1))
@@ -954,7 +951,7 @@ class StartPlan:
         n_conv = order.size
         if em.cost(n_conv, k, _MIN_CONVERGE) > share:
             n_conv = min(n_conv, max(m, int(share / em.cost(1, k, _MIN_CONVERGE))))
-        self._max_iter = self._iterations(em, n_conv, share, cap=self._cap)
+        self._max_iter = self._iterations(em, n_conv, share)
         if self._max_iter >= 3:
             ll, mix = em.converge(mix.take(order[:n_conv]), max_iter=self._max_iter)
         else:  # no budget left to converge: rank by the screening
@@ -964,8 +961,6 @@ class StartPlan:
         # when there is no other: moves can lead away from it), while the
         # budget lasts.
         origins = pool.best(_REFINE_FROM) or pool.best(1, flagged=True)
-        if self._cap < _MOVE_ITER:  # a move gets more iterations than max_iter
-            origins = []
         for best_ll, best in origins:
             if not self._refine(em, Z, pool, flagged, best_ll, best):
                 break

@@ -15,7 +15,9 @@ iteration take ``O(chunk x K x D)`` memory whatever the number of samples.
 from __future__ import annotations
 
 import logging
+import numbers
 from dataclasses import dataclass, field
+from time import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
@@ -28,6 +30,7 @@ from bayes_gmm._validation import (
     DegenerateComponentWarning,
     check_choice,
     check_data,
+    check_finite_param,
     check_n_components,
     check_random_state,
     check_scalar,
@@ -127,6 +130,14 @@ def _degenerate_message(mask, covariance_type, n_features, reg_covar):
     )
 
 
+# Input dtypes kept as they are (others become the first), as scikit-learn.
+_DTYPES = [np.float64, np.float32]
+# means_init farther from the data than this many data spreads is rejected:
+# beyond 1/sqrt(eps) spreads, squared distances to the data points no longer
+# differ in float64, so such a component's densities carry no information.
+_MAX_MEAN_SPREADS = 1.0 / np.sqrt(_EPS)
+
+
 @dataclass(frozen=True)
 class MixtureParams:
     """Parameters of a Gaussian mixture in scikit-learn's conventions.
@@ -178,6 +189,94 @@ def _chunk_size(n_samples, n_components, n_features, chunk_size=None, row_floats
 def _chunks(n_samples, size):
     for start in range(0, n_samples, size):
         yield slice(start, min(start + size, n_samples))
+
+
+def _check_chunk_size(chunk_size):
+    """``chunk_size`` must be None or a positive int."""
+    if chunk_size is None:
+        return
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
+        raise TypeError(
+            f"'chunk_size' must be a positive int or None, got {chunk_size!r} of "
+            f"type {type(chunk_size).__name__}."
+        )
+    if chunk_size < 1:
+        raise ValueError(
+            f"'chunk_size' must be a positive int or None, got {chunk_size!r}."
+        )
+
+
+def _check_means_near_data(name, means, X):
+    """Reject means that lie absurdly far outside the range of the data.
+
+    A mean more than ``_MAX_MEAN_SPREADS`` (1/sqrt(eps), about 6.7e7) times
+    a column's range outside that range is an error: at that distance the
+    squared distances of all data points to it are equal in float64.
+    """
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    spread = hi - lo
+    # A constant column has no range: measure on its value's scale instead.
+    spread = np.where(spread > 0, spread, np.maximum(np.abs(hi), 1.0))
+    outside = np.maximum(lo - means, means - hi) / spread
+    far = outside > _MAX_MEAN_SPREADS
+    if not far.any():
+        return
+    j, c = (int(i) for i in np.argwhere(far)[0])
+    raise ValueError(
+        f"'{name}'[{j}, {c}] = {means[j, c]:.6g} lies {outside[j, c]:.3g} data "
+        f"ranges outside the range [{lo[c]:.6g}, {hi[c]:.6g}] of column {c}: at "
+        "that distance the squared distances to the data lose all precision. "
+        "Give means within (or near) the range of the data, in its units."
+    )
+
+
+class _VerboseMessages:
+    """scikit-learn's progress lines on stdout (``BaseMixture._print_verbose_msg_*``).
+
+    ``verbose == 1`` prints each start and every ``interval``-th iteration;
+    ``verbose >= 2`` adds the time taken and the change of the lower bound.
+    """
+
+    def __init__(self, verbose, interval):
+        self.verbose = verbose
+        self.interval = interval
+
+    def start(self, init, previous_lower_bound):
+        """A start begins (``init`` counts from 0, as scikit-learn's)."""
+        self._previous = previous_lower_bound
+        if self.verbose >= 1:
+            print(f"Initialization {init:d}")
+        if self.verbose >= 2:
+            self._init_time = self._iter_time = time()
+
+    def iteration(self, n_iter, lower_bound):
+        """Iteration ``n_iter`` (from 1) ended with ``lower_bound``."""
+        change = lower_bound - self._previous
+        self._previous = lower_bound
+        if n_iter % self.interval:
+            return
+        if self.verbose == 1:
+            print(f"  Iteration {n_iter:d}")
+        elif self.verbose >= 2:
+            now = time()
+            lapse = now - self._iter_time
+            print(
+                f"  Iteration {n_iter:d}\t time lapse {lapse:.5f}s\t "
+                f"ll change {change:.5f}"
+            )
+            self._iter_time = now
+
+    def end(self, lower_bound, converged):
+        """The start's EM run ended."""
+        msg = "converged" if converged else "did not converge"
+        if self.verbose == 1:
+            print(f"Initialization {msg}.")
+        elif self.verbose >= 2:
+            t = time() - self._init_time
+            print(
+                f"Initialization {msg}. time lapse {t:.5f}s\t lower bound"
+                f" {lower_bound:.5f}."
+            )
 
 
 def _normalise_columns(lp):
@@ -524,9 +623,10 @@ default="kmeans"
         (fewer candidates and iterations, as many split-and-merge moves as
         the rest pays for, most promising first), so a fit costs at most a
         few times scikit-learn's. The search works on a random sample of
-        ``max(2000, 20 K (D + 1))`` rows when there are more, caps its own
-        convergence at ``max_iter`` iterations per candidate and skips
-        split-and-merge when ``max_iter < 10``. The
+        ``max(2000, 20 K (D + 1))`` rows when there are more. It does not
+        depend on ``max_iter`` and ``tol`` (as in scikit-learn, a fit with
+        ``max_iter=2`` equals one with ``max_iter=1`` continued by a warm
+        start), which bound the final EM runs only. The
         other options make ``n_init`` independent starts, as scikit-learn
         but on the standardised data: ``k-means++`` and ``random_from_data``
         assign each point to the nearest of ``K`` centres (k-means++ seeds
@@ -540,22 +640,30 @@ default="kmeans"
     precisions_init : array-like, default=None
         Initial precision matrices (inverse covariances), in the shape of
         ``covariance_type``: (K,), (D, D), (K, D) or (K, D, D).
+    random_state : int, Generator, RandomState or None, default=None
+        Seeds the starts and :meth:`sample`; an int must be non-negative.
     warm_start : bool, default=False
         Reuse the fitted parameters as the start of the next ``fit`` (and
         then only one start is made).
-    random_state : int, Generator, RandomState or None, default=None
-        Seeds the starts and :meth:`sample`.
     verbose : int, default=0
-        With ``verbose >= 1`` progress is logged at INFO level (logger
-        ``"bayes_gmm"``), otherwise at DEBUG level.
+        As scikit-learn's: ``1`` prints each start and every
+        ``verbose_interval``-th iteration to stdout, ``2`` also the time
+        taken and the change of the mean log-likelihood. Progress is also
+        logged (logger ``"bayes_gmm"``) at INFO level when ``verbose >= 1``,
+        otherwise at DEBUG level.
+    verbose_interval : int, default=10
+        Iterations between two printed progress lines.
     chunk_size : int, default=None
-        Rows processed at once; by default chosen to keep temporaries near
-        4 MB.
+        Rows processed at once (a positive int); by default chosen to keep
+        temporaries near 4 MB.
 
     Attributes
     ----------
     weights_ : ndarray of shape (n_components,)
-        Mixture weights.
+        Mixture weights. The fitted arrays are float32 when ``X`` was
+        float32 and float64 otherwise, as scikit-learn's (the arithmetic is
+        float64 either way); predictions are float32 for float32 data under
+        a float32 fit.
     means_ : ndarray of shape (n_components, n_features)
         Component means.
     covariances_ : ndarray
@@ -623,9 +731,10 @@ default="kmeans"
         weights_init=None,
         means_init=None,
         precisions_init=None,
-        warm_start=False,
         random_state=None,
+        warm_start=False,
         verbose=0,
+        verbose_interval=10,
         chunk_size=None,
     ):
         self.n_components = n_components
@@ -638,21 +747,30 @@ default="kmeans"
         self.weights_init = weights_init
         self.means_init = means_init
         self.precisions_init = precisions_init
-        self.warm_start = warm_start
         self.random_state = random_state
+        self.warm_start = warm_start
         self.verbose = verbose
+        self.verbose_interval = verbose_interval
         self.chunk_size = chunk_size
 
     # ------------------------------------------------------------------ checks
-    def _check_parameters(self, n_samples, n_features):
+    def _check_parameters(self, X):
         """Validate hyper-parameters; return checked copies of the inits."""
+        n_samples, n_features = X.shape
         ct = get_covariance_type(self.covariance_type)
         check_choice("init_params", self.init_params, INIT_PARAMS)
         k = check_n_components(self.n_components, n_samples)
         check_scalar("tol", self.tol, float, min_value=0.0)
-        check_scalar("reg_covar", self.reg_covar, float, min_value=0.0)
+        check_scalar("reg_covar", self.reg_covar, float, min_value=0.0, finite=True)
         check_scalar("max_iter", self.max_iter, int, min_value=0)
         check_scalar("n_init", self.n_init, int, min_value=1)
+        if not isinstance(self.verbose, numbers.Integral | np.bool_):
+            raise TypeError(
+                f"'verbose' must be an int or a bool, got {self.verbose!r} of type "
+                f"{type(self.verbose).__name__}."
+            )
+        check_scalar("verbose_interval", self.verbose_interval, int, min_value=1)
+        _check_chunk_size(self.chunk_size)
         inits = {}
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=float)
@@ -660,6 +778,7 @@ default="kmeans"
                 raise ValueError(
                     f"'weights_init' must have shape ({k},), got {w.shape}."
                 )
+            check_finite_param("weights_init", w)
             if np.any(w < 0) or not np.isclose(w.sum(), 1.0):
                 raise ValueError(
                     "'weights_init' must be non-negative and sum to 1, got "
@@ -672,6 +791,8 @@ default="kmeans"
                 raise ValueError(
                     f"'means_init' must have shape ({k}, {n_features}), got {m.shape}."
                 )
+            check_finite_param("means_init", m)
+            _check_means_near_data("means_init", m, X)
             inits["means"] = m
         if self.precisions_init is not None:
             p = np.asarray(self.precisions_init, dtype=float)
@@ -681,6 +802,7 @@ default="kmeans"
                     f"'precisions_init' for covariance_type={ct.name!r} must "
                     f"have shape {shape}, got {p.shape}."
                 )
+            check_finite_param("precisions_init", p)
             try:
                 inits["precisions_cholesky"] = ct.precision_cholesky_from_precisions(p)
             except ValueError:
@@ -727,7 +849,6 @@ default="kmeans"
                 chunk_size=self.chunk_size,
                 budget=grid and grid.budget(k, ct.name, self.n_init),
                 partitions=grid,
-                max_iter=self.max_iter,
             )
         if isinstance(Z, np.ndarray):
             resp = initial_resp(X, Z, k, self.init_params, rng)
@@ -744,11 +865,17 @@ default="kmeans"
         return MixtureParams(weights, means, cov, pc, ct.name)
 
     def _current_params(self):
+        """The fitted parameters in float64 (whatever their stored dtype)."""
         return MixtureParams(
-            self.weights_,
-            self.means_,
-            self.covariances_,
-            self.precisions_cholesky_,
+            *(
+                np.asarray(a, dtype=np.float64)
+                for a in (
+                    self.weights_,
+                    self.means_,
+                    self.covariances_,
+                    self.precisions_cholesky_,
+                )
+            ),
             self.covariance_type,
         )
 
@@ -795,20 +922,26 @@ default="kmeans"
         raised here with ``stacklevel=_WARN_LEVEL`` names the user's line.
         """
         do_init = not (self.warm_start and hasattr(self, "converged_"))
-        X = check_data(self, X, reset=do_init, min_samples=2)
-        n, d = X.shape
-        k, ct, inits = self._check_parameters(n, d)
+        X = check_data(self, X, reset=do_init, min_samples=2, dtype=_DTYPES)
+        # float64 arithmetic whatever the input; fitted arrays in its dtype.
+        dtype, X = X.dtype, X.astype(np.float64, copy=False)
+        k, ct, inits = self._check_parameters(X)
         rng = check_random_state(self.random_state)
         n_init = self.n_init if do_init else 1
         level = logging.INFO if self.verbose else logging.DEBUG
         Z = self._start(X, None, k, ct, inits, rng) if do_init else None
+        printer = _VerboseMessages(self.verbose, self.verbose_interval)
 
         best = None
         finals = []
         # EM from a start is deterministic: a search that found fewer distinct
-        # optima than n_init runs each once (init_lower_bounds_ repeats them).
-        n_runs = min(n_init, len(getattr(Z, "starts", range(n_init))))
+        # optima than n_init runs each once (init_lower_bounds_ repeats them),
+        # unless verbose output asks to see every run, as scikit-learn's.
+        n_runs = n_init
+        if not self.verbose:
+            n_runs = min(n_init, len(getattr(Z, "starts", range(n_init))))
         for init in range(n_runs):
+            printer.start(init, -np.inf if do_init else self.lower_bound_)
             if do_init:
                 start = self._start(X, Z, k, ct, inits, rng)
             else:
@@ -818,6 +951,7 @@ default="kmeans"
                 logger.log(
                     level, "init %d, iteration %d: mean log-lik %.6f", init + 1, it, lb
                 )
+                printer.iteration(it, lb)
 
             run = run_em(
                 X,
@@ -839,27 +973,34 @@ default="kmeans"
                 run.n_iter,
                 run.lower_bound,
             )
+            if self.max_iter > 0:  # scikit-learn prints no end for max_iter=0
+                printer.end(run.lower_bound, run.converged)
             finals.append(run.lower_bound)
             if best is None or run.lower_bound > best.lower_bound:
                 best = run
         if not best.converged and self.max_iter > 0:
             warn(
-                "Best performing initialization did not converge after "
-                f"max_iter={self.max_iter} iterations. Increase max_iter or tol, "
-                "try other starts, or check for degenerate data.",
+                # scikit-learn's wording (filters written for it match),
+                # then the iterations spent.
+                "Best performing initialization did not converge. Try different "
+                "init parameters, or increase max_iter, tol, or check for "
+                f"degenerate data. It stopped at max_iter={self.max_iter} "
+                "iterations.",
                 ConvergenceWarning,
                 stacklevel=_WARN_LEVEL,
             )
-        self._set_params_from(best.params)
+        self._set_params_from(best.params, dtype)
         self.converged_ = bool(best.converged)
         self.n_iter_ = int(best.n_iter)
         self.n_iter_search_ = int(getattr(Z, "n_em_iterations", 0))
         self.degenerate_ = degenerate_components(
-            self.weights_, self.covariances_, ct.name, n, self.reg_covar
+            self.weights_, self.covariances_, ct.name, X.shape[0], self.reg_covar
         )
         if self.degenerate_.any():
             warn(
-                _degenerate_message(self.degenerate_, ct.name, d, self.reg_covar),
+                _degenerate_message(
+                    self.degenerate_, ct.name, X.shape[1], self.reg_covar
+                ),
                 DegenerateComponentWarning,
                 stacklevel=_WARN_LEVEL,
             )
@@ -870,20 +1011,29 @@ default="kmeans"
         _, log_resp = e_step(X, best.params, chunk_size=self.chunk_size)
         return log_resp.argmax(axis=1)
 
-    def _set_params_from(self, params):
+    def _set_params_from(self, params, dtype=np.float64):
         ct = get_covariance_type(params.covariance_type)
-        self.weights_ = params.weights
-        self.means_ = params.means
-        self.covariances_ = params.covariances
-        self.precisions_cholesky_ = params.precisions_cholesky
-        self.precisions_ = ct.precisions(params.precisions_cholesky)
+        self.weights_ = params.weights.astype(dtype, copy=False)
+        self.means_ = params.means.astype(dtype, copy=False)
+        self.covariances_ = params.covariances.astype(dtype, copy=False)
+        self.precisions_cholesky_ = params.precisions_cholesky.astype(dtype, copy=False)
+        self.precisions_ = ct.precisions(params.precisions_cholesky).astype(
+            dtype, copy=False
+        )
 
     # ----------------------------------------------------------------- predict
     def _validated(self, X):
+        """``X`` checked for prediction: float32 is kept, others become float64."""
         check_is_fitted(self)
-        return check_data(self, X, reset=False)
+        _check_chunk_size(self.chunk_size)
+        return check_data(self, X, reset=False, dtype=_DTYPES)
+
+    def _out_dtype(self, X):
+        """Dtype of per-sample outputs: float32 only for float32 data and fit."""
+        return np.result_type(X.dtype, self.means_.dtype)
 
     def _e_step(self, X):
+        X = np.asarray(X, dtype=np.float64)
         return e_step(X, self._current_params(), chunk_size=self.chunk_size)
 
     def score_samples(self, X):
@@ -897,9 +1047,10 @@ default="kmeans"
         Returns
         -------
         log_prob : ndarray of shape (n_samples,)
-            ``log p(x_n)``.
+            ``log p(x_n)`` (float32 for float32 data under a float32 fit).
         """
-        return self._e_step(self._validated(X))[0]
+        X = self._validated(X)
+        return self._e_step(X)[0].astype(self._out_dtype(X), copy=False)
 
     def score(self, X, y=None):
         """Mean log-likelihood per sample (higher is better).
@@ -929,9 +1080,10 @@ default="kmeans"
         Returns
         -------
         ndarray of shape (n_samples, n_components)
-            ``p(z_n = k | x_n)``.
+            ``p(z_n = k | x_n)`` (float32 for float32 data under a float32 fit).
         """
-        return np.exp(self._e_step(self._validated(X))[1])
+        X = self._validated(X)
+        return np.exp(self._e_step(X)[1]).astype(self._out_dtype(X), copy=False)
 
     def predict(self, X):
         """Most probable component of each sample.
@@ -961,21 +1113,21 @@ default="kmeans"
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
-            Samples.
+            Samples, float64 whatever the fit's dtype (as scikit-learn).
         y : ndarray of shape (n_samples,)
             Component of each sample.
         """
         check_is_fitted(self)
         n_samples = check_scalar("n_samples", n_samples, int, min_value=1)
         rng = check_random_state(self.random_state)
-        return _sample_mixture(
-            rng, n_samples, self.weights_, self.means_, self._cholesky()
-        )
+        p = self._current_params()
+        return _sample_mixture(rng, n_samples, p.weights, p.means, self._cholesky())
 
     def _cholesky(self):
         ct = get_covariance_type(self.covariance_type)
         k, d = self.means_.shape
-        return ct.to_cholesky(self.covariances_, k, d, self.reg_covar)
+        cov = np.asarray(self.covariances_, dtype=np.float64)
+        return ct.to_cholesky(cov, k, d, self.reg_covar)
 
     # -------------------------------------------------------------- criteria
     def n_parameters(self):
@@ -989,6 +1141,10 @@ default="kmeans"
         check_is_fitted(self)
         k, d = self.means_.shape
         return n_parameters(self.covariance_type, k, d)
+
+    def _n_parameters(self):
+        """scikit-learn's (private) name of :meth:`n_parameters`."""
+        return self.n_parameters()
 
     def aic(self, X):
         """Akaike information criterion (lower is better).

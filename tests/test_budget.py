@@ -189,17 +189,26 @@ def test_compare_models_leaves_degenerate_fits_out_of_the_pick():
 # ------------------------------------------------------------- iterations
 def test_max_iter_bounds_the_final_em_like_sklearn():
     # sklearn, K = 16 on two moons, needs ~20 iterations: with max_iter=3 it
-    # does not converge, and neither may ours (the search caps its own
-    # convergence at max_iter, so it cannot hand over a converged start).
+    # does not converge. So do ours with independent starts; with the
+    # default search the final run is bounded by max_iter as well, and the
+    # search does not depend on max_iter: a fit with max_iter=2 equals one
+    # with max_iter=1 continued by a warm start (sklearn's own property).
     X, _ = make_moons(200, noise=0.05, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sk = GaussianMixture(16, max_iter=3, random_state=0).fit(X)
-        ours = GaussianMixtureEM(16, max_iter=3, random_state=0).fit(X)
-    assert not sk.converged_
-    assert ours.n_iter_ <= 3
-    assert ours.n_iter_search_ > 0
-    assert not ours.converged_
+        explicit = GaussianMixtureEM(
+            16, init_params="k-means++", max_iter=3, random_state=0
+        ).fit(X)
+        two = GaussianMixtureEM(16, max_iter=2, random_state=0, tol=0).fit(X)
+        warm = GaussianMixtureEM(16, max_iter=1, random_state=0, tol=0, warm_start=True)
+        warm.fit(X)
+        warm.fit(X)
+    assert not sk.converged_ and not explicit.converged_
+    assert explicit.n_iter_ == 3 and two.n_iter_ == 2 and not two.converged_
+    assert two.n_iter_search_ > 0
+    np.testing.assert_allclose(warm.means_, two.means_, rtol=1e-10)
+    np.testing.assert_allclose(warm.weights_, two.weights_, rtol=1e-10)
 
 
 def test_n_iter_counts_the_final_run_and_the_search_separately():

@@ -1083,11 +1083,165 @@ def test_fewer_samples_than_components():
             ValueError,
             "'precisions_init' must be positive",
         ),
+        ({"reg_covar": np.nan}, ValueError, "'reg_covar' must be a number, got nan"),
+        ({"reg_covar": np.inf}, ValueError, "'reg_covar' must be finite, got inf"),
+        ({"tol": np.nan}, ValueError, "'tol' must be a number, got nan"),
+        (
+            {"random_state": -1},
+            ValueError,
+            re.escape("random_state must be None, a non-negative int (a seed)"),
+        ),
+        (
+            {"chunk_size": "a"},
+            TypeError,
+            "'chunk_size' must be a positive int or None, got 'a' of type str",
+        ),
+        (
+            {"chunk_size": 0},
+            ValueError,
+            "'chunk_size' must be a positive int or None, got 0",
+        ),
+        (
+            {"chunk_size": 2.5},
+            TypeError,
+            "'chunk_size' must be a positive int or None, got 2.5",
+        ),
+        ({"verbose_interval": 0}, ValueError, "'verbose_interval' must be >= 1"),
+        ({"verbose": "yes"}, TypeError, "'verbose' must be an int or a bool"),
+        (
+            {"n_components": 2, "weights_init": [np.nan, 0.5]},
+            ValueError,
+            re.escape("'weights_init' contains NaN at index 0 (1 non-finite"),
+        ),
+        (
+            {"n_components": 2, "means_init": [[2.0, np.nan], [4.0, 80.0]]},
+            ValueError,
+            re.escape("'means_init' contains NaN at index (0, 1) (1 non-finite"),
+        ),
+        (
+            {"n_components": 2, "means_init": [[2.0, 60.0], [-np.inf, 80.0]]},
+            ValueError,
+            re.escape("'means_init' contains infinity at index (1, 0)"),
+        ),
+        (
+            {"n_components": 2, "means_init": [[2.0, 60.0], [4.0, 1e300]]},
+            ValueError,
+            # faithful's waiting spans [43, 96]: 1e300 is ~1.9e298 ranges out.
+            re.escape(
+                "'means_init'[1, 1] = 1e+300 lies 1.89e+298 data ranges outside "
+                "the range [43, 96] of column 1"
+            ),
+        ),
+        (
+            {
+                "n_components": 2,
+                "covariance_type": "diag",
+                "precisions_init": [[1.0, np.inf], [1.0, 1.0]],
+            },
+            ValueError,
+            re.escape("'precisions_init' contains infinity at index (0, 1)"),
+        ),
+        (
+            {"n_components": 2, "precisions_init": np.full((2, 2, 2), np.nan)},
+            ValueError,
+            re.escape("'precisions_init' contains NaN at index (0, 0, 0) (8 non-"),
+        ),
     ],
 )
 def test_bad_parameters(params, error, match):
     with pytest.raises(error, match=match):
         GaussianMixtureEM(**params).fit(_dataset("faithful"))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"reg_covar": np.nan},
+        {"random_state": -1},
+        {"chunk_size": 0},
+        {"n_components": 2, "means_init": [[2.0, 60.0], [4.0, 1e300]]},
+        {"n_components": 2, "weights_init": [np.nan, 0.5]},
+    ],
+)
+def test_bad_parameters_are_reported_before_any_work(params, monkeypatch):
+    # No start is planned and no EM iteration runs before the error.
+    def forbidden(*args, **kwargs):  # pragma: no cover - must not be called
+        raise AssertionError("work started before the parameters were checked")
+
+    monkeypatch.setattr(GaussianMixtureEM, "_start", forbidden)
+    monkeypatch.setattr("bayes_gmm.em.run_em", forbidden)
+    with pytest.raises((ValueError, TypeError)) as info:
+        GaussianMixtureEM(**params).fit(_dataset("faithful"))
+    assert "work started" not in str(info.value)
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_means_init_limit_is_one_over_sqrt_eps_data_ranges(factor):
+    # Closed form: a mean more than 1/sqrt(eps) column ranges outside the
+    # data is rejected; one within is kept (max_iter=0 returns the start).
+    X = _dataset("faithful")
+    init = _sklearn_start(X, 2, "diag")
+    lo, hi = X[:, 0].min(), X[:, 0].max()
+    spreads = factor / np.sqrt(np.finfo(float).eps)
+    means = init["means_init"].copy()
+    means[1, 0] = hi + spreads * (hi - lo)
+    init["means_init"] = means
+    ours = GaussianMixtureEM(2, covariance_type="diag", max_iter=0, **init)
+    if factor > 1:
+        msg = f"'means_init'[1, 0] = {means[1, 0]:.6g} lies {spreads:.3g} data ranges"
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            ours.fit(X)
+    else:
+        np.testing.assert_array_equal(ours.fit(X).means_, means)
+
+
+def test_chunk_size_checked_at_predict_time():
+    gm = _faithful_fit("full")
+    gm.set_params(chunk_size=0)
+    with pytest.raises(ValueError, match="'chunk_size' must be a positive int"):
+        gm.predict(_dataset("faithful"))
+
+
+def test_data_too_large_to_square_is_named():
+    X = _dataset("faithful") * 1e200
+    n, d = X.shape
+    limit = np.sqrt(np.finfo(np.float64).max / (n * d))  # closed form
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"too large to square in float64 (sums of {n * d} squares overflow "
+            f"above {limit:.3g}). Rescale the data first"
+        ),
+    ):
+        GaussianMixtureEM(2).fit(X)
+
+
+def test_nullable_integer_column_with_missing_value_is_located():
+    pd = pytest.importorskip("pandas")
+    df = load_faithful()
+    df["waiting"] = df["waiting"].round().astype("Int64")
+    df.loc[7, "waiting"] = pd.NA
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Input X contains a missing value (NA or NaN) at row 7, column 'waiting'"
+        ),
+    ):
+        GaussianMixtureEM(2).fit(df)
+    # Without the missing value the nullable column fits as its floats do.
+    df.loc[7, "waiting"] = 70
+    gm = GaussianMixtureEM(2, random_state=0).fit(df)
+    ref = GaussianMixtureEM(2, random_state=0).fit(df.astype(float))
+    np.testing.assert_array_equal(gm.means_, ref.means_)
+
+
+def test_duplicated_column_names_are_named():
+    df = load_faithful()
+    df.columns = ["waiting", "waiting"]
+    with pytest.raises(
+        ValueError, match=re.escape("Duplicated column name(s) ['waiting']")
+    ):
+        GaussianMixtureEM(2).fit(df)
 
 
 def test_non_numeric_dataframe_columns_are_named():
@@ -1134,3 +1288,137 @@ def test_predicting_before_fit(method):
 def test_sampling_and_counting_before_fit(method):
     with pytest.raises(NotFittedError, match="not fitted yet"):
         getattr(GaussianMixtureEM(2), method)()
+
+
+# ------------------------------------------------------------ float32 input
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_float32_fit_gives_float32_parameters_like_sklearn(covariance_type):
+    X32 = _dataset("iris").astype(np.float32)
+    # float32 inits: sklearn promotes its fit to float64 when they are float64
+    # (ours follows X alone).
+    init = {
+        k: v.astype(np.float32)
+        for k, v in _sklearn_start(X32.astype(float), 3, covariance_type).items()
+    }
+    kw = dict(covariance_type=covariance_type, tol=0.0, max_iter=5, **init)
+    with pytest.warns(ConvergenceWarning):
+        ours = GaussianMixtureEM(3, **kw).fit(X32)
+    sk = _quiet_sklearn(GaussianMixture(3, **kw), X32)
+    with pytest.warns(ConvergenceWarning):
+        ours64 = GaussianMixtureEM(3, **kw).fit(X32.astype(float))
+    for name in [*FITTED, "precisions_"]:
+        got = getattr(ours, name)
+        assert got.dtype == getattr(sk, name).dtype == np.float32, name
+        # float64 arithmetic, rounded once: our float64 fit, cast.
+        np.testing.assert_array_equal(got, getattr(ours64, name).astype(np.float32))
+        # sklearn computes in float32: equal to its rounding error (which
+        # grows over the iterations; ~3e-4 relative for tied precisions).
+        np.testing.assert_allclose(got, getattr(sk, name), rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("fit_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("data_dtype", [np.float32, np.float64, np.int64])
+def test_output_dtypes_match_sklearn(fit_dtype, data_dtype):
+    X = _dataset("faithful")
+    init = {k: v.astype(fit_dtype) for k, v in _sklearn_start(X, 2, "full").items()}
+    kw = dict(max_iter=3, tol=0.0, random_state=0, **init)
+    with pytest.warns(ConvergenceWarning):
+        ours = GaussianMixtureEM(2, **kw).fit(X.astype(fit_dtype))
+    sk = _quiet_sklearn(GaussianMixture(2, **kw), X.astype(fit_dtype))
+    Xp = X.astype(data_dtype)
+    # sklearn's log densities of int64 data are wrong (its int arithmetic;
+    # ours equal scipy's): its values are taken on the float64 cast.
+    Xv = Xp.astype(float) if data_dtype is np.int64 else Xp
+    for method in ("score_samples", "predict_proba"):
+        got = getattr(ours, method)(Xp)
+        assert got.dtype == getattr(sk, method)(Xp).dtype, method
+        np.testing.assert_allclose(got, getattr(sk, method)(Xv), rtol=1e-4, atol=1e-6)
+    assert ours.predict(Xp).dtype == sk.predict(Xp).dtype
+    Xs, ys = ours.sample(5)
+    Xs_sk, ys_sk = sk.sample(5)
+    assert Xs.dtype == Xs_sk.dtype == np.float64  # sklearn samples in float64
+    assert ys.dtype == ys_sk.dtype
+
+
+def test_float32_warm_start_continues_like_sklearn():
+    X32 = _dataset("faithful").astype(np.float32)
+    init = {k: v.astype(np.float32) for k, v in _sklearn_start(X32, 2, "diag").items()}
+    kw = dict(covariance_type="diag", warm_start=True, max_iter=2, tol=0.0, **init)
+    ours, sk = GaussianMixtureEM(2, **kw), GaussianMixture(2, **kw)
+    for _ in range(2):
+        with pytest.warns(ConvergenceWarning):
+            ours.fit(X32)
+        _quiet_sklearn(sk, X32)
+    for name in FITTED:
+        assert getattr(ours, name).dtype == np.float32, name
+        np.testing.assert_allclose(
+            getattr(ours, name), getattr(sk, name), rtol=2e-4, atol=1e-5
+        )
+
+
+# ------------------------------------------------------------------ verbose
+
+
+def _mask_times(text):
+    return re.sub(r"time lapse \d+\.\d+s", "time lapse T", text)
+
+
+@pytest.mark.parametrize("verbose", [0, 1, 2])
+@pytest.mark.parametrize(("max_iter", "interval"), [(25, 10), (7, 3), (0, 10)])
+def test_verbose_output_matches_sklearn(verbose, max_iter, interval, capsys):
+    X = _dataset("faithful")
+    # All three inits make both runs the same (sklearn cannot take them with
+    # max_iter=0: it has no covariances_ to return then).
+    init = _sklearn_start(X, 2, "full") if max_iter else {"random_state": 0}
+    kw = dict(
+        tol=0.0,
+        max_iter=max_iter,
+        verbose=verbose,
+        verbose_interval=interval,
+        n_init=2,
+        **init,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)
+        GaussianMixture(2, **kw).fit(X)
+        want = capsys.readouterr().out
+        GaussianMixtureEM(2, **kw).fit(X)
+        got = capsys.readouterr().out
+    assert _mask_times(got) == _mask_times(want)
+    if verbose and max_iter:
+        assert "Initialization 1\n" in got and f"  Iteration {interval}" in got
+
+
+def test_verbose_warm_start_change_measured_from_previous_bound(capsys):
+    X = _dataset("faithful")
+    init = _sklearn_start(X, 2, "diag")
+    kw = dict(
+        covariance_type="diag", tol=0.0, max_iter=3, verbose=2, verbose_interval=1
+    )
+    outs = []
+    for cls in (GaussianMixture, GaussianMixtureEM):
+        gm = cls(2, warm_start=True, **kw, **init)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SklearnConvergenceWarning)
+            gm.fit(X)
+            capsys.readouterr()
+            gm.fit(X)
+        outs.append(_mask_times(capsys.readouterr().out))
+    assert outs[0] == outs[1]
+    assert "ll change inf" not in outs[1]
+
+
+def test_get_params_of_sklearn_accepted():
+    params = GaussianMixture().get_params()
+    gm = GaussianMixtureEM(**params)
+    assert set(params) <= set(gm.get_params())
+    assert {k: gm.get_params()[k] for k in params} == params
+    assert set(gm.get_params()) - set(params) == {"chunk_size"}
+
+
+def test_private_n_parameters_alias():
+    gm = _faithful_fit("tied")
+    sk = _as_sklearn(gm)
+    assert gm._n_parameters() == gm.n_parameters() == sk._n_parameters()

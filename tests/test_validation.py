@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 
 from bayes_gmm import BayesGMMWarning, ConvergenceWarning
@@ -13,6 +14,7 @@ from bayes_gmm._validation import (
     check_choice,
     check_data,
     check_finite_located,
+    check_finite_param,
     check_n_components,
     check_random_state,
     check_scalar,
@@ -61,6 +63,21 @@ def test_check_random_state_legacy_random_state_is_deterministic_and_consumed():
     c = check_random_state(rs).standard_normal(3)
     d = check_random_state(rs).standard_normal(3)
     assert not np.array_equal(c, d)
+
+
+@pytest.mark.parametrize("bad", [-1, np.int64(-7)])
+def test_check_random_state_rejects_negative_seeds(bad):
+    # numpy's own refusal names no parameter; ours names random_state.
+    with pytest.raises(ValueError, match="expected non-negative integer"):
+        np.random.default_rng(int(bad))
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"random_state must be None, a non-negative int (a seed), a numpy "
+            f"Generator or RandomState; got {bad!r}."
+        ),
+    ):
+        check_random_state(bad)
 
 
 @pytest.mark.parametrize("bad", ["seed", 1.5, [1, 2], object()])
@@ -127,6 +144,41 @@ def test_check_scalar_min_exclusive():
         check_scalar("scale", 0.0, float, min_value=0.0, include_min=False)
 
 
+@pytest.mark.parametrize("kind", [float, int])
+def test_check_scalar_never_accepts_nan(kind):
+    if kind is int:  # NaN is no int: the type check catches it
+        with pytest.raises(TypeError, match="'x' must be an int, got nan"):
+            check_scalar("x", np.nan, kind)
+        return
+    with pytest.raises(ValueError, match=re.escape("'x' must be a number, got nan")):
+        check_scalar("x", np.nan, kind, min_value=0.0)
+
+
+def test_check_scalar_infinity_only_when_allowed():
+    assert check_scalar("tol", np.inf, float, min_value=0.0) == np.inf
+    with pytest.raises(ValueError, match=re.escape("'reg' must be finite, got inf")):
+        check_scalar("reg", np.inf, float, min_value=0.0, finite=True)
+    with pytest.raises(ValueError, match=re.escape("'reg' must be finite, got -inf")):
+        check_scalar("reg", -np.inf, float, finite=True)
+
+
+def test_check_finite_param_names_first_entry():
+    check_finite_param("w", np.array([0.5, 0.5]))
+    value = np.zeros((2, 3))
+    value[1, 2] = np.inf
+    value[1, 0] = np.nan  # earlier in C order: reported
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "'means_init' contains NaN at index (1, 0) (2 non-finite value(s)): "
+            "every entry must be finite."
+        ),
+    ):
+        check_finite_param("means_init", value)
+    with pytest.raises(ValueError, match=re.escape("'w' contains infinity at index 1")):
+        check_finite_param("w", np.array([1.0, -np.inf]))
+
+
 def test_check_n_components_messages():
     assert check_n_components(3, 3) == 3
     with pytest.raises(ValueError, match=re.escape("'n_components' must be >= 1")):
@@ -171,6 +223,94 @@ def test_check_data_non_numeric_columns_named():
         ValueError, match=re.escape("Non-numeric column(s) ['name', 'when']")
     ):
         check_data(Dummy(), df, reset=True)
+
+
+class _Probe(BaseEstimator):
+    """Stands for an estimator: validate_data sets n_features_in_ on it."""
+
+
+def test_check_data_missing_value_of_nullable_column_located():
+    df = pd.DataFrame(
+        {
+            "x": np.arange(6.0),
+            "n": pd.array([1, 2, 3, pd.NA, 5, pd.NA], dtype="Int64"),
+        }
+    )
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "Input X contains a missing value (NA or NaN) at row 3, column 'n' "
+            "(2 non-finite value(s) in 2 row(s)"
+        ),
+    ):
+        check_data(_Probe(), df, reset=True)
+    # Without NA, a nullable column converts to the floats of its values.
+    full = df.fillna(0)
+    np.testing.assert_array_equal(
+        check_data(_Probe(), full, reset=True), full.to_numpy(dtype=float)
+    )
+
+
+def test_check_data_duplicated_columns_named():
+    df = pd.DataFrame(np.zeros((3, 4)), columns=["a", "b", "a", "b"])
+    with pytest.raises(
+        ValueError, match=re.escape("Duplicated column name(s) ['a', 'b']")
+    ):
+        check_data(_Probe(), df, reset=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reset", [True, False])
+def test_check_data_values_too_large_to_square(dtype, reset):
+    n, d = 50, 2
+    # Closed form: sums of n d squares (fit) or d squares (one row) overflow
+    # the dtype's largest value above sqrt(max / terms).
+    terms = n * d if reset else d
+    limit = np.sqrt(np.finfo(dtype).max / terms)
+    probe = _Probe()
+    ok = np.full((n, d), 0.5 * limit, dtype=dtype)
+    if not reset:  # fitted first on small values
+        check_data(probe, np.zeros((n, d), dtype), reset=True)
+    got = check_data(probe, ok, reset=reset, dtype=[np.float64, np.float32])
+    assert got.dtype == dtype
+    bad = ok.copy()
+    bad[4, 1] = 2 * limit
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            f"(row 4, column 1): too large to square in {np.dtype(dtype).name} "
+            f"(sums of {terms} squares overflow above {limit:.3g}). Rescale"
+        ),
+    ):
+        check_data(probe, bad, reset=reset, dtype=[np.float64, np.float32])
+
+
+def test_check_data_keeps_float32_only_when_asked():
+    X = np.ones((3, 2), dtype=np.float32)
+    assert check_data(_Probe(), X, reset=True).dtype == np.float64
+    kept = check_data(_Probe(), X, reset=True, dtype=[np.float64, np.float32])
+    assert kept.dtype == np.float32
+    ints = np.ones((3, 2), dtype=np.int64)
+    assert (
+        check_data(_Probe(), ints, reset=True, dtype=[np.float64, np.float32]).dtype
+        == np.float64
+    )
+
+
+def test_bayesian_estimator_gets_the_same_data_checks():
+    from bayes_gmm import GaussianMixtureBayes
+
+    df = pd.DataFrame(
+        {"a": [1.0, 2.0, 3.0, 4.0], "b": pd.array([1, pd.NA, 3, 4], dtype="Int64")}
+    )
+    with pytest.raises(
+        ValueError, match=r"missing value \(NA or NaN\) at row 1, column 'b'"
+    ):
+        GaussianMixtureBayes(2).fit(df)
+    with pytest.raises(ValueError, match="Duplicated column name"):
+        GaussianMixtureBayes(2).fit(df.fillna(2).set_axis(["a", "a"], axis=1))
+    with pytest.raises(ValueError, match="too large to square in float64"):
+        GaussianMixtureBayes(2).fit(np.arange(8.0).reshape(4, 2) * 1e200)
 
 
 # ----------------------------------------------------------------- warnings
