@@ -839,15 +839,18 @@ def _jittered(point, rng):
     return out
 
 
-def nutpie_initial_point_func(model, starts, jitter_seed):
+def nutpie_initial_point_func(model, starts, jitter_seed, chain_seeds=None):
     """The function nutpie calls for each chain's start (flat, unconstrained).
 
     nutpie calls it once per chain, with a seed drawn from that chain's own
-    random stream; in nutpie 0.16 the calls come in chain order before any
-    chain runs. The ``i``-th distinct seed gets ``starts[i]`` (cycling if
-    there are fewer starts than calls), so a list of per-chain starts reaches
-    chain ``i``, and the jitter is a function of ``(jitter_seed, seed)``:
-    the same ``random_state`` gives the same starts.
+    random stream (a function of the sampler's seed and the chain), from its
+    worker threads: with ``cores > 1`` the calls come in an order that
+    depends on thread timing. ``chain_seeds`` (from :func:`_chain_seeds`)
+    lists the seed of each chain, so chain ``i`` gets ``starts[i]`` (cycling
+    if there are fewer starts than chains) whatever the order; without it
+    the ``i``-th distinct seed seen gets ``starts[i]``. The jitter is a
+    function of ``(jitter_seed, seed)``: the same ``random_state`` gives the
+    same starts.
 
     Parameters
     ----------
@@ -862,6 +865,8 @@ def nutpie_initial_point_func(model, starts, jitter_seed):
         symmetric support point of a mixture has).
     jitter_seed : int
         Seed of the jitter.
+    chain_seeds : sequence of int, optional
+        The seed nutpie gives each chain, in chain order.
 
     Returns
     -------
@@ -880,7 +885,7 @@ def nutpie_initial_point_func(model, starts, jitter_seed):
         def noise(rng, shape):
             return rng.normal(0.0, _JITTER_SD, shape)
 
-    order = {}
+    order = {int(seed): i for i, seed in enumerate(chain_seeds or ())}
     lock = threading.Lock()
 
     def initial_point_func(seed):
@@ -1039,6 +1044,35 @@ def _nutpie_model(model, initial_point_func):
     return compiled, reused
 
 
+def _chain_seeds(compiled, chains, seed):
+    """The seed nutpie passes to each chain's initial-point call, in chain order.
+
+    nutpie derives a chain's seed from the sampler's seed and the chain
+    alone; one draw on a single core (one worker, chains in order) reads
+    them. Costs a few gradient evaluations per chain.
+    """
+    import nutpie
+
+    seen = []
+    point = compiled.initial_point_func
+
+    def record(chain_seed):
+        seen.append(int(chain_seed or 0))
+        return point(chain_seed)
+
+    nutpie.sample(
+        dataclasses.replace(compiled, initial_point_func=record),
+        draws=1,
+        tune=1,
+        chains=chains,
+        cores=1,
+        seed=seed,
+        progress_bar=False,
+        save_warmup=False,
+    )
+    return seen[:chains]
+
+
 def _sample_nutpie(est, model, starts, seed, jitter_seed):
     import nutpie
     from pymc.backends.arviz import patch_nutpie_idata
@@ -1047,6 +1081,15 @@ def _sample_nutpie(est, model, starts, seed, jitter_seed):
     compiled, reused = _nutpie_model(
         model, nutpie_initial_point_func(model, starts, jitter_seed)
     )
+    if starts is not None and len(starts) > 1 and est.chains > 1:
+        # per-chain starts: bind them to the chains, not to the call order
+        seeds = _chain_seeds(compiled, est.chains, int(seed))
+        compiled = dataclasses.replace(
+            compiled,
+            initial_point_func=nutpie_initial_point_func(
+                model, starts, jitter_seed, chain_seeds=seeds
+            ),
+        )
     compile_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     dt = nutpie.sample(

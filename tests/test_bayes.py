@@ -11,6 +11,7 @@ the shared fixtures of tests/conftest.py, or under ``slow``.
 Oracles: EM fits, scipy densities, simulated truth, the starts we gave.
 """
 
+import dataclasses
 import json
 import logging
 import warnings
@@ -281,6 +282,52 @@ def test_per_chain_starts_reach_chains_in_call_order(model_and_em):
     assert np.abs(p0 - _flat_transformed(model, a)).max() < 0.25
     assert np.abs(p1 - _flat_transformed(model, b)).max() < 0.25
     np.testing.assert_array_equal(func(111), p0)  # a seed keeps its chain
+
+
+def test_per_chain_starts_follow_the_chain_seeds_not_the_call_order(model_and_em):
+    # nutpie's worker threads call in an order that depends on timing: with
+    # the chains' seeds known, chain i gets start i whatever the order.
+    model, em = model_and_em
+    a = initial_point(model, em.weights_, em.means_, em.covariances_)
+    b = initial_point(model, em.weights_[::-1], em.means_[::-1], em.covariances_[::-1])
+    fa, fb = _flat_transformed(model, a), _flat_transformed(model, b)
+    seeds = [111, 222, 333, 444]
+    func = nutpie_initial_point_func(model, [a, b], jitter_seed=0, chain_seeds=seeds)
+    got = {s: func(s) for s in reversed(seeds)}
+    for i, s in enumerate(seeds):
+        want, other = (fa, fb) if i % 2 == 0 else (fb, fa)
+        assert np.abs(got[s] - want).max() < 0.25
+        assert np.abs(got[s] - other).max() > 0.25
+
+
+def test_chain_seeds_are_those_nutpie_gives_each_chain(model_and_em):
+    # Oracle: nutpie itself, chain i's first draw in a tiny run starting
+    # each chain at a point of its own, tagged by the probed seeds.
+    import nutpie
+
+    from bayes_gmm.bayes import _chain_seeds, _nutpie_model
+
+    model, em = model_and_em
+    a = initial_point(model, em.weights_, em.means_, em.covariances_)
+    compiled, _ = _nutpie_model(model, nutpie_initial_point_func(model, [a], 0))
+    seeds = _chain_seeds(compiled, 4, seed=5)
+    assert len(set(seeds)) == 4
+    seen = []
+
+    def record(seed):
+        seen.append(int(seed))
+        return compiled.initial_point_func(seed)
+
+    nutpie.sample(
+        dataclasses.replace(compiled, initial_point_func=record),
+        draws=1,
+        tune=1,
+        chains=4,
+        cores=2,
+        seed=5,
+        progress_bar=False,
+    )
+    assert sorted(seen[:4]) == sorted(seeds)
 
 
 def test_init_prior_jitters_the_support_point(model_and_em):
