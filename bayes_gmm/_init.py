@@ -20,7 +20,11 @@ The default, ``init_params="kmeans"``, is a small search rather than
    convergence, :class:`sklearn.cluster.KMeans`, on the data in their
    units: the one generator that sees the units; on data whose units mean
    something, such as principal-component scores, it is the best single
-   start, and with it the search holds scikit-learn's start); Lloyd's
+   start, and with it the search holds scikit-learn's start: with the
+   user's int seed, these candidates are the successive k-means starts of
+   ``GaussianMixture(n_init=..., random_state=seed)``, on all rows, and
+   the first, the start of its default fit, always runs to convergence);
+   Lloyd's
    k-means on the standardised data; nearest-centre partitions around
    k-means++ seeds, Lloyd's k-means and nearest-centre partitions around
    ``K`` data points drawn at random, each on a *view* of the standardised
@@ -831,6 +835,15 @@ class StartPlan:
     chunk_size : int, optional
         Most rows the search's EM processes at once (by default as many as
         keep its temporaries near 4 MB).
+    kmeans_seed : int, optional
+        The ``random_state`` of scikit-learn's starts (the ``raw``
+        candidates): given the user's int seed, they are the successive
+        k-means starts of ``sklearn.mixture.GaussianMixture(n_init=...,
+        random_state=seed)`` (k-means on all rows, in their units, on one
+        ``RandomState(seed)``), and the first, the start of its default
+        ``n_init=1`` fit, always runs to convergence, so that the default
+        fit never ends below scikit-learn's from the same seed (unless that
+        optimum collapses). By default seeds drawn from ``rng``.
 
     Attributes
     ----------
@@ -853,8 +866,12 @@ class StartPlan:
         chunk_size=None,
         budget=None,
         partitions=None,
+        kmeans_seed=None,
     ):
         self.X = X
+        # (a grid's shared partitions have no scikit-learn start of their own)
+        self._kmeans_seed = kmeans_seed if partitions is None else None
+        self._rows = None  # the rows of X the search works on (None: all)
         self.k = int(n_components)
         self.covariance_type = covariance_type
         self.n_init = int(n_init)
@@ -892,6 +909,7 @@ class StartPlan:
         if n <= size:
             return self.X
         idx = np.sort(self.rng.choice(n, size=size, replace=False))
+        self._rows = idx
         return self.X[idx]
 
     def _candidates(self, S, Z, n_cand):
@@ -900,10 +918,30 @@ class StartPlan:
             labels = self._partitions.labels(self.k, n_cand)
         else:
             labels = [_candidate(S, Z, self.k, c, self.rng) for c in range(n_cand)]
+            if self._kmeans_seed is not None:
+                # the raw candidates become scikit-learn's starts, in its order
+                raw = [c for c in range(n_cand) if _KINDS[c % len(_KINDS)][0] == "raw"]
+                for c, lab in zip(raw, self._sklearn_labels(len(raw)), strict=True):
+                    labels[c] = lab
         resp = np.zeros((len(labels), self.k, S.shape[0]))
         for c, lab in enumerate(labels):
             resp[c, lab, np.arange(S.shape[0])] = 1.0
         return resp
+
+    def _sklearn_labels(self, n):
+        """scikit-learn's first ``n`` starts for ``kmeans_seed`` (search's rows).
+
+        ``GaussianMixture(n_init=m, random_state=seed)`` runs ``m`` k-means
+        fits on all rows, one after the other on one ``RandomState(seed)``.
+        """
+        from sklearn.cluster import KMeans
+
+        state = np.random.RandomState(self._kmeans_seed)
+        out = []
+        for _ in range(n):
+            km = KMeans(self.k, n_init=1, random_state=state).fit(self.X)
+            out.append(km.labels_ if self._rows is None else km.labels_[self._rows])
+        return out
 
     # ------------------------------------------------------------- search
     def _search(self):
@@ -951,6 +989,11 @@ class StartPlan:
         n_conv = order.size
         if em.cost(n_conv, k, _MIN_CONVERGE) > share:
             n_conv = min(n_conv, max(m, int(share / em.cost(1, k, _MIN_CONVERGE))))
+        if self._kmeans_seed is not None:
+            # scikit-learn's default start (candidate 0) always converges
+            # (see kmeans_seed); the best of the others fill the rest.
+            first = order == 0
+            order = np.concatenate([order[first], order[~first]])
         self._max_iter = self._iterations(em, n_conv, share)
         if self._max_iter >= 3:
             ll, mix = em.converge(mix.take(order[:n_conv]), max_iter=self._max_iter)

@@ -191,6 +191,15 @@ def _chunks(n_samples, size):
         yield slice(start, min(start + size, n_samples))
 
 
+def _sklearn_seed(random_state):
+    """The user's int seed (scikit-learn's start is then reproduced), or None."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(
+        random_state, bool | np.bool_
+    ):
+        return int(random_state)
+    return None
+
+
 def _check_chunk_size(chunk_size):
     """``chunk_size`` must be None or a positive int."""
     if chunk_size is None:
@@ -613,7 +622,13 @@ default="kmeans"
         collapsing (spurious) solutions are set aside, and the best optima
         are refined by split-and-merge moves. The ``n_init`` starts are the
         distinct optima found, best first, their components by decreasing
-        weight (see :mod:`bayes_gmm._init`); EM runs once from each.
+        weight (see :mod:`bayes_gmm._init`); EM runs once from each. With
+        an int ``random_state``, the k-means candidates on the raw features
+        are those of ``GaussianMixture(n_init=..., random_state=
+        random_state)``, in its order, and the first (its default start)
+        always runs to convergence: the default fit then reaches at least
+        the optimum scikit-learn's default fit does from the same seed,
+        unless that optimum is a collapsing one set aside.
         **Budget rule:** the search spends at most about what scikit-learn
         spends on ``n_init`` starts (per start a k-means and 15 EM
         iterations on all the data, counted in multiply-adds, rows x K x
@@ -849,6 +864,7 @@ default="kmeans"
                 chunk_size=self.chunk_size,
                 budget=grid and grid.budget(k, ct.name, self.n_init),
                 partitions=grid,
+                kmeans_seed=_sklearn_seed(self.random_state),
             )
         if isinstance(Z, np.ndarray):
             resp = initial_resp(X, Z, k, self.init_params, rng)
