@@ -28,6 +28,7 @@ logging.getLogger("bayes_gmm").addHandler(logging.NullHandler())
 _LAZY = {
     "GaussianMixtureBayes": "bayes_gmm.bayes",
     "MixtureResult": "bayes_gmm.result",
+    "ResultFileError": "bayes_gmm.result",
     "Priors": "bayes_gmm.model",
     "build_model": "bayes_gmm.model",
     "relabel": "bayes_gmm.relabel",

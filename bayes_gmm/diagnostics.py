@@ -334,7 +334,8 @@ def diagnose(fit, X=None) -> Diagnosis:
       label-invariant quantities (the total log-likelihood of the data per
       draw and the sorted weights). A high R-hat on the relabelled draws
       with a fine label-invariant R-hat points at labelling, not at the
-      sampler. Needs at least two chains (not run for ADVI).
+      sampler. Needs at least two chains: with one, the ``rhat`` check
+      warns that convergence cannot be judged (not run for ADVI).
     * **ESS** (``ess_bulk``, ``ess_tail``, ``ess_invariant``): ok >= 100 x
       chains (ArviZ's default), warn down to half of that, else fail.
     * **Divergences**: ok if none, warn up to 1% of the draws, else fail.
@@ -623,7 +624,7 @@ def _diagnose_bayes(result: MixtureResult) -> Diagnosis:
 
     checks = []
     is_vi = method in _VI_METHODS
-    if n_chain >= 2 and not is_vi:
+    if not is_vi:
         checks += _mcmc_convergence_checks(result, relabelled, n_chain)
     stats = (
         result.datatree["sample_stats"].to_dataset()
@@ -720,10 +721,11 @@ def _mcmc_convergence_checks(result, relabelled, n_chain):
     dims = ["chain", "draw"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rhat = azs.rhat(params, sample_dims=dims)
+        if n_chain >= 2:
+            rhat = azs.rhat(params, sample_dims=dims)
+            rhat_inv = azs.rhat(invariant, sample_dims=dims)
         ess_bulk = azs.ess(params, sample_dims=dims, method="bulk")
         ess_tail = azs.ess(params, sample_dims=dims, method="tail")
-        rhat_inv = azs.rhat(invariant, sample_dims=dims)
         ess_inv = xr.merge(
             [
                 azs.ess(invariant, sample_dims=dims, method="bulk").rename(
@@ -737,20 +739,25 @@ def _mcmc_convergence_checks(result, relabelled, n_chain):
     ess_ok = ESS_PER_CHAIN * n_chain
     ess_fail = ESS_FAIL_SHARE * ess_ok
     checks = []
-    r_val, r_name = _extreme(rhat, "max")
-    ri_val, ri_name = _extreme(rhat_inv, "max")
-    checks.append(
-        _rhat_check("rhat", "R-hat (max, relabelled parameters)", r_val, r_name, ri_val)
-    )
-    checks.append(
-        _rhat_check(
-            "rhat_invariant",
-            "R-hat (max, label-invariant quantities)",
-            ri_val,
-            ri_name,
-            None,
+    if n_chain >= 2:
+        r_val, r_name = _extreme(rhat, "max")
+        ri_val, ri_name = _extreme(rhat_inv, "max")
+        checks.append(
+            _rhat_check(
+                "rhat", "R-hat (max, relabelled parameters)", r_val, r_name, ri_val
+            )
         )
-    )
+        checks.append(
+            _rhat_check(
+                "rhat_invariant",
+                "R-hat (max, label-invariant quantities)",
+                ri_val,
+                ri_name,
+                None,
+            )
+        )
+    else:
+        checks.append(_one_chain_check())
     for name, label, ds in (
         ("ess_bulk", "ESS bulk (min, relabelled parameters)", ess_bulk),
         ("ess_tail", "ESS tail (min, relabelled parameters)", ess_tail),
@@ -778,6 +785,21 @@ def _mcmc_convergence_checks(result, relabelled, n_chain):
             )
         )
     return checks
+
+
+def _one_chain_check():
+    """The R-hat check of a single chain: convergence cannot be judged."""
+    return Check(
+        "rhat",
+        "R-hat (needs two or more chains)",
+        float("nan"),
+        f"<= {RHAT_OK} (2+ chains)",
+        "warn",
+        "Convergence cannot be judged from a single chain: R-hat compares "
+        "chains, and one chain stuck in one mode or region looks converged on "
+        "its own. The effective sample sizes below are from that one chain.",
+        "Run two or more chains (chains=4, the default), started apart.",
+    )
 
 
 def _rhat_check(name, label, value, where, invariant_value):

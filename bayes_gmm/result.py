@@ -18,7 +18,7 @@ import xarray as xr
 
 from bayes_gmm._covariance import get_covariance_type, log_gaussian_prob_cholesky
 
-__all__ = ["MixtureResult", "waic"]
+__all__ = ["MixtureResult", "ResultFileError", "waic"]
 
 _SAMPLE_DIMS = ("chain", "draw")
 # Floats per block of draws x samples x components x features when scoring.
@@ -130,6 +130,84 @@ def waic(log_likelihood, *, pointwise=False, scale="log"):
         out["elpd_waic_i"] = factor * elpd_i
         out["p_waic_i"] = p_i
     return out
+
+
+class ResultFileError(ValueError):
+    """A result file that cannot be loaded: damaged, or not a bayes_gmm result."""
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _netcdf_encoding(dt):
+    """Fletcher-32 checksums on every numeric variable (HDF5 checks them on read).
+
+    A flipped bit in a saved array then fails the load ("damaged file")
+    instead of loading wrong numbers.
+    """
+    encoding = {}
+    for node in dt.subtree:
+        numeric = {
+            name: {"fletcher32": True}
+            for name, var in node.ds.data_vars.items()
+            if var.dtype.kind in "biufc" and var.ndim > 0
+        }
+        if numeric:
+            encoding[node.path] = numeric
+    return encoding
+
+
+def _check_result_tree(dt, path):
+    """Raise ResultFileError unless ``dt`` is a bayes_gmm result, intact."""
+    attrs = dt.attrs
+    missing = [a for a in ("covariance_type", "n_components", "method") if a not in attrs]
+    if "posterior" not in dt.children or missing:
+        what = "no 'posterior' group" if "posterior" not in dt.children else (
+            f"no root attribute(s) {missing}"
+        )
+        raise ResultFileError(
+            f"{path} is not a bayes_gmm result ({what}); load it with "
+            "xarray.open_datatree if it is another netCDF file."
+        )
+    post = dt["posterior"].to_dataset()
+    absent = [v for v in ("weights", "means", "covariances") if v not in post]
+    if absent:
+        raise ResultFileError(
+            f"{path} is not a bayes_gmm result: its posterior has no {absent}."
+        )
+    try:
+        ct = get_covariance_type(str(attrs["covariance_type"]))
+        k = int(attrs["n_components"])
+    except (ValueError, TypeError) as exc:
+        raise ResultFileError(f"{path}: damaged file (root attributes: {exc})") from None
+    d = post["means"].shape[-1]
+    want = {
+        "weights": (k,),
+        "means": (k, d),
+        "covariances": tuple(ct.shape(k, d)),
+    }
+    for name, shape in want.items():
+        var = post[name]
+        if var.dims[:2] != ("chain", "draw") or tuple(var.shape[2:]) != shape:
+            raise ResultFileError(
+                f"{path}: damaged file (posterior {name!r} has dims {var.dims} and "
+                f"shape {var.shape}; a {ct.name} model with K={k} has (chain, draw) "
+                f"+ {shape})."
+            )
+        values = np.asarray(var.values)
+        if not np.isfinite(values).all():
+            raise ResultFileError(
+                f"{path}: damaged file (posterior {name!r} holds NaN or infinite "
+                "values)."
+            )
+    w = np.asarray(post["weights"].values)
+    if (w < 0).any() or not np.allclose(w.sum(axis=-1), 1.0, atol=1e-6):
+        raise ResultFileError(
+            f"{path}: damaged file (posterior weights are not probabilities)."
+        )
 
 
 class MixtureResult:
@@ -456,7 +534,9 @@ class MixtureResult:
 
         The file is written to a temporary name in the same folder and moved
         into place only when complete, so a failure never leaves a truncated
-        file and never destroys a previous one.
+        file and never destroys a previous one. It gets the permissions of
+        any new file of the user (``0666`` less the umask), and Fletcher-32
+        checksums, so that :meth:`from_netcdf` recognises a damaged copy.
 
         Parameters
         ----------
@@ -469,11 +549,16 @@ class MixtureResult:
             The path written.
         """
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a directory; give a file name.")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(suffix=".nc.tmp", dir=path.parent)
         os.close(fd)
         try:
-            self.datatree.to_netcdf(tmp, engine="h5netcdf")
+            self.datatree.to_netcdf(
+                tmp, engine="h5netcdf", encoding=_netcdf_encoding(self.datatree)
+            )
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -492,10 +577,30 @@ class MixtureResult:
         Returns
         -------
         MixtureResult
+
+        Raises
+        ------
+        FileNotFoundError
+            No such file.
+        ResultFileError
+            A damaged file (truncated, a checksum that fails, arrays of the
+            wrong shape or with non-finite values) or one that is not a
+            bayes_gmm result; the message names the path. Everything is
+            checked here, so a loaded result never fails later.
         """
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"No such result file: {path}")
-        with xr.open_datatree(path, engine="h5netcdf") as dt:
-            loaded = dt.load()
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a directory, not a result file.")
+        try:
+            with xr.open_datatree(path, engine="h5netcdf") as dt:
+                loaded = dt.load()
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ResultFileError(
+                f"{path}: damaged file, or not a netCDF file written by bayes_gmm "
+                f"(reading it failed: {reason})."
+            ) from None
+        _check_result_tree(loaded, path)
         return cls(loaded)

@@ -479,3 +479,42 @@ def test_vi_khat_is_the_tail_of_p_over_q(advi_fit):
     light["fit_stats"] = fs.assign(log_q=fs["log_p"] + lw)
     assert diagnose(MixtureResult(heavy))["vi_khat"].value == pytest.approx(1, abs=0.25)
     assert diagnose(MixtureResult(light))["vi_khat"].value < 0.5
+
+
+def _one_chain(result):
+    """The same fit cut to its first chain (every group with a chain dim)."""
+    from bayes_gmm import MixtureResult
+
+    tree = {}
+    for node in result.datatree.subtree:
+        ds = node.to_dataset()
+        if "chain" in ds.dims:
+            ds = ds.isel(chain=[0])
+        tree[node.path] = ds
+    dt = type(result.datatree).from_dict(tree)
+    dt.attrs.update(result.datatree.attrs)
+    if "relabelling" in dt.attrs:  # its per-chain record, cut the same way
+        record = json.loads(dt.attrs["relabelling"])
+        record["share_permuted"] = record["share_permuted"][:1]
+        if record.get("chain") is not None:
+            record["chain"] = record["chain"][:1]
+        dt.attrs["relabelling"] = json.dumps(record)
+    return MixtureResult(dt)
+
+
+def test_one_chain_warns_that_convergence_cannot_be_judged(nuts_fit):
+    import arviz_stats as azs
+
+    from bayes_gmm import diagnose
+
+    one = _one_chain(nuts_fit.result_)
+    assert one.posterior.sizes["chain"] == 1
+    diag = diagnose(one)
+    assert diag["rhat"].status == "warn" and diag.status != "ok"
+    assert "single chain" in diag["rhat"].message
+    assert "rhat_invariant" not in diag
+    # ESS is still reported, and it is ArviZ's one-chain ESS (the oracle)
+    post = one.posterior[["weights", "means", "covariances"]]
+    want = azs.ess(post, sample_dims=["chain", "draw"], method="bulk")
+    lowest = min(float(want[v].min()) for v in want.data_vars)
+    assert diag["ess_bulk"].value == pytest.approx(lowest, rel=1e-9)
