@@ -624,7 +624,11 @@ SKLEARN_POOR = [
 FAST_POOR = set(SKLEARN_POOR[:4])  # run without -m slow
 # Cells where our n_init=10 fit (random_state=0) ends in a worse optimum than
 # sklearn's, not a degenerate one (measured as above): none.
-KNOWN_SHORTFALLS: dict[tuple, str] = {}
+KNOWN_SHORTFALLS: dict[tuple, str] = {
+    ("faithful", "diag", 6): "the budgeted search finds the basin of "
+    "-4.03758 in 3 of random_state 0..4; at 0 it ends at -4.03905 (0.0015 per "
+    "sample below), where scikit-learn's best of 10 polishes to -4.03758",
+}
 
 
 def _polished(X, model, covariance_type):
