@@ -178,6 +178,10 @@ _BUDGET_ITER = 15  # such EM iterations per start handed out
 _SK_START_WORK = 5e6  # ... k-means and set-up of a start (~5 ms)
 _SK_CALL_WORK = 1e6  # ... overhead of one of its iterations (~0.5 ms)
 _BUDGET_ALLOWANCE = 3e8  # ... plus this much (~0.15-0.25 s) for any fit
+# ... fewer iterations when its start settles within its tol during the
+# screening (scikit-learn's fit then stops early), but at least this many:
+_SK_TOL = 1e-3
+_MIN_SK_ITER = 3
 _SCREEN_SHARE = 0.4  # at most this share of the budget screens candidates
 _CONVERGE_SHARE = 0.5  # ... and this share of what is left converges them
 _MIN_CONVERGE = 30  # fewer iterations than this: converge fewer candidates
@@ -883,9 +887,9 @@ class StartPlan:
         w = d * d if covariance_type == "full" else d
         # What the search may spend (in _BatchEM.work's units): about what
         # scikit-learn spends on n_init starts, and the allowance.
-        one_run = _SK_START_WORK + _BUDGET_ITER * (
-            n * self.k * (w + _ROW_WORK) + _SK_CALL_WORK
-        )
+        self._sk_iteration = n * self.k * (w + _ROW_WORK) + _SK_CALL_WORK
+        one_run = _SK_START_WORK + _BUDGET_ITER * self._sk_iteration
+        self._own_budget = budget is None
         self.budget = (
             self.n_init * one_run + _BUDGET_ALLOWANCE if budget is None else budget
         )
@@ -978,8 +982,12 @@ class StartPlan:
             n_screen -= 1
         resp = self._candidates(S, Z, n_cand)
         em.work += em.cost(len(resp), k)  # the M-step
-        ll, mix = em.run(em.m_step(resp), n_screen)
+        mix, trace = em.m_step(resp), []
+        for _ in range(n_screen):
+            ll, mix = em.iterate(mix)
+            trace.append(ll[0])
         del resp
+        self._fit_budget_to_sklearn(trace)
         # Identical partitions give identical values: keep one of each.
         order = np.argsort(-ll, kind="stable")
         order = order[_distinct(ll[order], tol=1e-12 * np.abs(ll[order]))]
@@ -1023,6 +1031,25 @@ class StartPlan:
             self.budget,
         )
         return starts
+
+    def _fit_budget_to_sklearn(self, trace):
+        """Scale the budget down where scikit-learn's own fit would be short.
+
+        ``trace`` is the screening's mean log-likelihood, per iteration, of
+        candidate 0 (scikit-learn's k-means start). When it settles within
+        scikit-learn's default ``tol`` (1e-3) during the screening,
+        scikit-learn's fit would stop after that many iterations rather
+        than the budget's model of 15, and the budget assumes as many.
+        """
+        if not self._own_budget or len(trace) < 2:
+            return
+        gains = np.abs(np.diff(np.asarray(trace)))
+        settled = np.flatnonzero(gains < _SK_TOL)
+        if settled.size == 0:
+            return
+        n_iter = max(int(settled[0]) + 2, _MIN_SK_ITER)
+        one_run = _SK_START_WORK + min(_BUDGET_ITER, n_iter) * self._sk_iteration
+        self.budget = min(self.budget, self.n_init * one_run + _BUDGET_ALLOWANCE)
 
     def _left(self, em):
         return max(0.0, self.budget - em.work)

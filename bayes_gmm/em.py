@@ -631,7 +631,8 @@ default="kmeans"
         unless that optimum is a collapsing one set aside.
         **Budget rule:** the search spends at most about what scikit-learn
         spends on ``n_init`` starts (per start a k-means and 15 EM
-        iterations on all the data, counted in multiply-adds, rows x K x
+        iterations on all the data, fewer when scikit-learn's start settles
+        within its ``tol`` sooner, counted in multiply-adds, rows x K x
         D^2 for ``full`` and rows x K x D otherwise, plus per-iteration
         overhead) plus a fixed allowance (~0.2 s). On small problems that
         covers the whole search; as K x D grows its stages shrink smoothly
@@ -937,6 +938,11 @@ default="kmeans"
         Both public methods are one frame above this one, so a warning
         raised here with ``stacklevel=_WARN_LEVEL`` names the user's line.
         """
+        if _is_dask(X):  # dask array or DataFrame: the Dask engine
+            from bayes_gmm import _dask
+
+            _dask.fit(self, X)
+            return _dask.predict(self, X)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         X = check_data(self, X, reset=do_init, min_samples=2, dtype=_DTYPES)
         # float64 arithmetic whatever the input; fitted arrays in its dtype.
@@ -1065,6 +1071,10 @@ default="kmeans"
         log_prob : ndarray of shape (n_samples,)
             ``log p(x_n)`` (float32 for float32 data under a float32 fit).
         """
+        if _is_dask(X):
+            from bayes_gmm import _dask
+
+            return _dask.score_samples(self, X)
         X = self._validated(X)
         return self._e_step(X)[0].astype(self._out_dtype(X), copy=False)
 
@@ -1083,6 +1093,10 @@ default="kmeans"
         float
             ``mean_n log p(x_n)``.
         """
+        if _is_dask(X):
+            from bayes_gmm import _dask
+
+            return _dask.score(self, X)
         return float(self.score_samples(X).mean())
 
     def predict_proba(self, X):
@@ -1098,6 +1112,10 @@ default="kmeans"
         ndarray of shape (n_samples, n_components)
             ``p(z_n = k | x_n)`` (float32 for float32 data under a float32 fit).
         """
+        if _is_dask(X):
+            from bayes_gmm import _dask
+
+            return _dask.predict_proba(self, X)
         X = self._validated(X)
         return np.exp(self._e_step(X)[1]).astype(self._out_dtype(X), copy=False)
 
@@ -1114,6 +1132,10 @@ default="kmeans"
         ndarray of shape (n_samples,)
             Labels.
         """
+        if _is_dask(X):
+            from bayes_gmm import _dask
+
+            return _dask.predict(self, X)
         return self._e_step(self._validated(X))[1].argmax(axis=1)
 
     def sample(self, n_samples=1):
@@ -1176,6 +1198,10 @@ default="kmeans"
         -------
         float
         """
+        if _is_dask(X):
+            from bayes_gmm import _dask
+
+            return _dask.aic(self, X)
         X = self._validated(X)
         return -2.0 * self._e_step(X)[0].sum() + 2.0 * self.n_parameters()
 
@@ -1193,6 +1219,10 @@ default="kmeans"
         -------
         float
         """
+        if _is_dask(X):
+            from bayes_gmm import _dask
+
+            return _dask.bic(self, X)
         X = self._validated(X)
         log_like = self._e_step(X)[0].sum()
         return -2.0 * log_like + self.n_parameters() * np.log(X.shape[0])
@@ -1218,11 +1248,20 @@ default="kmeans"
         -------
         float
         """
+        if _is_dask(X):
+            from bayes_gmm import _dask
+
+            return _dask.icl(self, X)
         X = self._validated(X)
         log_norm, log_resp = self._e_step(X)
         n = X.shape[0]
         bic = -2.0 * log_norm.sum() + self.n_parameters() * np.log(n)
         return bic - 2.0 * log_resp.max(axis=1).sum()
+
+
+def _is_dask(X):
+    """Whether ``X`` is a dask collection (checked without importing dask)."""
+    return (type(X).__module__ or "").split(".")[0] in ("dask", "dask_expr")
 
 
 def _sample_mixture(rng, n_samples, weights, means, chol):
