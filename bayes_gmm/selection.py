@@ -48,7 +48,7 @@ from bayes_gmm._validation import (
     seed_from,
     warn,
 )
-from bayes_gmm.em import GaussianMixtureEM
+from bayes_gmm.em import GaussianMixtureEM, _is_dask
 
 __all__ = [
     "BAYES_METHODS",
@@ -176,6 +176,26 @@ def _sound(table: pd.DataFrame, criterion: str, collapsed: str) -> pd.DataFrame:
         return table
     sound = table[~table[collapsed].fillna(False).astype(bool)]
     return sound if sound[criterion].notna().any() else table
+
+
+#: A PSIS-LOO estimate with more than this share of observations above
+#: ArviZ's good_k is not used to pick a model.
+_BAD_K_SHARE = 0.1
+
+
+def _reliable_loo(table: pd.DataFrame, criterion: str, n_samples: int) -> pd.DataFrame:
+    """The rows whose PSIS-LOO estimate is usable, for a LOO criterion."""
+    for suffix in ("_elpd_loo", "_looic"):
+        if criterion.endswith(suffix):
+            bad = f"{criterion[: -len(suffix)]}_n_bad_k"
+            break
+    else:
+        return table
+    if bad not in table.columns or n_samples <= 0:
+        return table
+    share = pd.to_numeric(table[bad], errors="coerce").astype(float) / n_samples
+    ok = table[~(share > _BAD_K_SHARE)]
+    return ok if ok[criterion].notna().any() else table
 
 
 def _leading(table, n, criterion, error, collapsed) -> list[tuple[str, int]]:
@@ -390,6 +410,10 @@ def _validated_frame(X):
     Returns the data as a float array, or as a float DataFrame when X had
     string column names (so every fit records ``feature_names_in_``).
     """
+    if _is_dask(X):  # EM on Dask (see bayes_gmm._dask)
+        from bayes_gmm._dask import grid_frame
+
+        return grid_frame(X)
     probe = GaussianMixtureEM()
     arr = check_data(probe, X, reset=True, min_samples=2)
     names = getattr(probe, "feature_names_in_", None)
@@ -435,6 +459,10 @@ def em_criteria(model: GaussianMixtureEM, X: np.ndarray) -> dict[str, float]:
         ``log_likelihood`` (total), ``n_parameters``, ``aic``, ``bic``,
         ``icl``.
     """
+    if _is_dask(X):  # one pass over the blocks
+        from bayes_gmm._dask import criteria
+
+        return criteria(model, X)
     log_prob = model.score_samples(X)
     resp = model.predict_proba(X)
     n = log_prob.shape[0]
@@ -515,6 +543,10 @@ def _grid_starts(X, ks, base, em_kwargs):
     ):
         return None
     fitted = [k for k in ks if k <= X.shape[0]]
+    if fitted and _is_dask(X):  # the shared starts are drawn on a sample of rows
+        from bayes_gmm._dask import grid_sample
+
+        X = grid_sample(X, max(fitted), base)
     if not fitted or not np.all(np.isfinite(X)):
         return None  # the fits themselves say what is wrong
     rng = np.random.default_rng([base, 1])
@@ -782,7 +814,12 @@ class ModelComparison:
         EM criteria (AIC, BIC, ICL) leave out degenerate fits, whose
         covariance collapsed onto a point or a line (``em_collapsed``): their
         likelihood is an artefact of ``reg_covar`` (mclust reports NA for
-        such fits). The Bayesian columns use every row.
+        such fits). PSIS-LOO (``<method>_elpd_loo``, ``<method>_looic``)
+        leaves out fits whose estimate is unreliable: more than
+        ``_BAD_K_SHARE`` (10%) of the observations with a Pareto k above
+        ArviZ's ``good_k`` (e.g. an ADVI fit whose approximation is far from
+        the posterior). Either falls back to every row when no other has a
+        value.
 
         Parameters
         ----------
@@ -790,7 +827,8 @@ class ModelComparison:
             ``"aic"``, ``"bic"``, ``"icl"`` or a Bayesian column such as
             ``"nuts_elpd_loo"`` or ``"advi_elpd_waic"``.
         """
-        return best_row(_sound(self.table, criterion, "em_collapsed"), criterion)
+        table = _sound(self.table, criterion, "em_collapsed")
+        return best_row(_reliable_loo(table, criterion, self.n_samples), criterion)
 
     def picks(self) -> dict[str, tuple[str, int]]:
         """The model each criterion picks.

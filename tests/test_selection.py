@@ -908,3 +908,31 @@ def test_old_faithful_random_starts_need_more_n_init(faithful):
     assert table["agreement"].iloc[0] < 1.0
     assert table.attrs["stable_n_init"] is not None
     assert table.attrs["stable_n_init"] > 1
+
+
+def test_loo_pick_leaves_out_fits_whose_pareto_k_fail():
+    # K=4 has the highest elpd_loo, but 296 of 300 Pareto k above good_k
+    # (an ADVI fit far from its posterior): its LOO estimate is not a basis
+    # for a pick, so K=3 is picked; WAIC, without a k diagnostic, still
+    # sees every row. Numbers as measured on make_mixture(300, 3, 2).
+    from bayes_gmm.selection import ModelComparison
+
+    table = pd.DataFrame(
+        {
+            "covariance_type": ["full"] * 4,
+            "n_components": [1, 2, 3, 4],
+            "n_parameters": [5, 11, 17, 23],
+            "bic": [4311.4, 2823.3, 2224.5, 2247.8],
+            "advi_elpd_loo": [-2145.5, -1391.1, -1080.2, -1079.5],
+            "advi_looic": [4291.0, 2782.2, 2160.4, 2159.0],
+            "advi_elpd_waic": [-2145.4, -1391.0, -1080.1, -1079.0],
+            "advi_n_bad_k": [0, 0, 7, 296],
+        }
+    )
+    cmp = ModelComparison(table=table, methods=("em", "advi"), n_samples=300)
+    assert cmp.best("advi_elpd_loo") == ("full", 3)
+    assert cmp.best("advi_looic") == ("full", 3)
+    assert cmp.best("advi_elpd_waic") == ("full", 4)
+    # every fit unreliable: the criterion still picks among all of them
+    table["advi_n_bad_k"] = 300
+    assert cmp.best("advi_elpd_loo") == ("full", 4)
