@@ -31,9 +31,25 @@ to ``--out`` (default ``report``):
 
 ``bayes-gmm demo`` does the same on the bundled Old Faithful data.
 
-Everything is written to a temporary directory next to ``--out`` and moved
-into place only when complete. Bad input gives one line on stderr starting
-with ``error:`` and exit status 2; an unexpected failure exits with 1.
+The CSV file's field separator and decimal mark are detected (``--sep`` and
+``--decimal`` to give them); a file that reads as one column of joined
+numbers is refused, and a saved row index or a missing header row is named
+in a ``warning:`` line, not fitted as data.
+
+Nothing is lost: ``--out`` is written only if it is missing, empty or a
+report directory of this command, marked by ``.bayes_gmm_manifest.json``
+(the files it wrote, with their SHA-256); only the files listed there are
+replaced or removed, any other file in it (the input data, notes) is left
+alone, and a listed file changed since is not overwritten. Whether
+``--out`` may and can be written is checked before any fitting. Everything
+is written to a temporary directory next to ``--out`` and moved into place
+only when complete; if ``--out`` changed during the run so that it is no
+longer safe to write, the new report is left beside it instead.
+
+Exit status: 0 on success; 2 for bad input or an ``--out`` that must not or
+cannot be written; 1 for an unexpected failure; 130 when interrupted
+(Ctrl-C), with the previous report as it was. Every failure is one line on
+stderr starting with ``error:``.
 """
 
 from __future__ import annotations
@@ -42,10 +58,10 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import shutil
+import re
+import signal
 import sys
-import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -58,6 +74,15 @@ import numpy as np
 import pandas as pd
 
 from bayes_gmm._covariance import COVARIANCE_TYPES
+from bayes_gmm._io import (
+    CSVError,
+    CSVTable,
+    OutputError,
+    ReportDir,
+    ReportWriteError,
+    parse_sep,
+    read_data_csv,
+)
 from bayes_gmm._validation import BayesGMMWarning
 from bayes_gmm.selection import EM_CRITERIA, fit_em_grid, parse_components
 
@@ -65,9 +90,27 @@ __all__ = ["main"]
 
 logger = logging.getLogger("bayes_gmm")
 
-#: Marker in summary.json that identifies a directory this command wrote,
-#: the only kind of existing directory ``--out`` may replace.
+#: Marker in summary.json (the directory itself is marked by the manifest of
+#: bayes_gmm._io.ReportDir).
 _MARKER = "bayes_gmm_report"
+#: Files a run may write into --out (with posterior_*.nc): such a file there
+#: that the manifest does not list is someone else's, and --out is refused.
+_REPORT_FILES = frozenset(
+    {"index.html", "summary.json", "criteria.csv", "parameters.csv"}
+    | {
+        f"{name}.png"
+        for name in (
+            "clusters",
+            "pairs",
+            "criteria",
+            "covariance_types",
+            "density",
+            "posterior_ellipses",
+            "uncertainty",
+            "comparison",
+        )
+    }
+)
 
 _DEFAULT_TYPES = "full,tied,diag,spherical"
 #: Inference methods the command knows (EM plus those of GaussianMixtureBayes).
@@ -159,7 +202,8 @@ def _build_parser() -> argparse.ArgumentParser:
             type=int,
             default=_DEFAULT_TUNE,
             metavar="N",
-            help=f"NUTS warm-up iterations per chain (default: {_DEFAULT_TUNE})",
+            help="NUTS warm-up iterations per chain, at least 1 "
+            f"(default: {_DEFAULT_TUNE})",
         )
         p.add_argument(
             "--chains",
@@ -201,8 +245,9 @@ def _build_parser() -> argparse.ArgumentParser:
             "--out",
             default="report",
             metavar="DIR",
-            help="output directory, replaced only when the run succeeds "
-            "(default: report)",
+            help="output directory: written only if missing, empty or a report "
+            "of this command, when the run succeeds; only the files it wrote "
+            "before are replaced, others are left alone (default: report)",
         )
         p.add_argument(
             "--threads",
@@ -232,6 +277,18 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="A,B",
         help="comma-separated columns to use (default: all; every one must be numeric)",
     )
+    fit.add_argument(
+        "--sep",
+        metavar="CHAR",
+        help="field separator of DATA.csv: one character, or 'tab' (default: "
+        "detected among ',' tab ';' '|')",
+    )
+    fit.add_argument(
+        "--decimal",
+        choices=[".", ","],
+        help="decimal mark of DATA.csv (default: detected; ',' only in a file "
+        "not separated by commas)",
+    )
     common(fit)
     demo = sub.add_parser(
         "demo",
@@ -245,26 +302,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------- data
-def _read_csv(path: str) -> pd.DataFrame:
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"file not found: {path}")
-    if p.is_dir():
-        raise InputError(f"{path} is a directory, not a CSV file")
-    try:
-        df = pd.read_csv(p)
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path} is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise InputError(f"cannot read {path} as CSV: {first}") from None
-    if df.shape[1] == 0 or df.shape[0] == 0:
-        raise InputError(f"{path} has no data rows")
-    df.columns = [str(c).strip() for c in df.columns]
-    return df
-
-
-def _select_columns(df: pd.DataFrame, spec: str | None, source: str) -> pd.DataFrame:
+def _select_columns(
+    df: pd.DataFrame, spec: str | None, source: str, first_line: int = 2
+) -> pd.DataFrame:
     if spec is not None:
         wanted = [c.strip() for c in spec.split(",") if c.strip()]
         if not wanted:
@@ -286,7 +326,7 @@ def _select_columns(df: pd.DataFrame, spec: str | None, source: str) -> pd.DataF
             if bad.any():
                 examples.append(
                     f"{c!r} (e.g. {df[c][bad].iloc[0]!r} at line "
-                    f"{int(np.flatnonzero(bad)[0]) + 2})"
+                    f"{int(np.flatnonzero(bad)[0]) + first_line})"
                 )
             else:
                 examples.append(repr(c))
@@ -297,7 +337,7 @@ def _select_columns(df: pd.DataFrame, spec: str | None, source: str) -> pd.DataF
     return df.astype(float)
 
 
-def _check_finite(df: pd.DataFrame, source: str) -> None:
+def _check_finite(df: pd.DataFrame, source: str, first_line: int = 2) -> None:
     bad = ~np.isfinite(df.to_numpy())
     if not bad.any():
         return
@@ -307,7 +347,8 @@ def _check_finite(df: pd.DataFrame, source: str) -> None:
     value = df.iloc[row][col]
     what = "a missing value (NaN)" if np.isnan(value) else "an infinite value"
     raise InputError(
-        f"{source}: column {col!r} has {what} at data row {row} (line {row + 2} "
+        f"{source}: column {col!r} has {what} at data row {row} "
+        f"(line {row + first_line} "
         f"of the file); {len(rows)} row(s) have missing or infinite values. Drop "
         "or impute them first."
     )
@@ -329,15 +370,30 @@ def _standardize(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return (df - center) / scale, info
 
 
-def _load(args) -> tuple[pd.DataFrame, str]:
+def _wanted_columns(spec: str | None) -> list[str]:
+    return [c.strip() for c in (spec or "").split(",") if c.strip()]
+
+
+def _load(args) -> tuple[pd.DataFrame, str, CSVTable | None]:
+    """The data, their description and (for a file) how it was read."""
     if args.command == "demo":
         from bayes_gmm.datasets import load_faithful
 
-        return load_faithful().astype(float), "Old Faithful (bundled, load_faithful)"
-    df = _read_csv(args.data)
-    df = _select_columns(df, args.columns, args.data)
-    _check_finite(df, args.data)
-    return df, args.data
+        data = load_faithful().astype(float)
+        return data, "Old Faithful (bundled, load_faithful)", None
+    try:
+        table = read_data_csv(
+            args.data,
+            sep=parse_sep(args.sep),
+            decimal=args.decimal,
+            keep=_wanted_columns(args.columns),
+        )
+    except CSVError as exc:
+        raise InputError(str(exc)) from None
+    first = table.first_line()
+    df = _select_columns(table.frame, args.columns, args.data, first)
+    _check_finite(df, args.data, first)
+    return df, args.data, table
 
 
 def _settings(args, n_samples: int) -> dict:
@@ -358,7 +414,7 @@ def _settings(args, n_samples: int) -> dict:
     for name, minimum in (
         ("n_init", 1),
         ("draws", 1),
-        ("tune", 0),
+        ("tune", 1),  # nutpie panics (a Rust PanicException) with tune=0
         ("chains", 1),
         ("n_boot", 0),
     ):
@@ -436,60 +492,57 @@ def _parse_candidates(spec: str, methods: Sequence[str]) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------- output
-def _check_out(out: Path) -> None:
-    """Refuse an --out that is a file or a directory we did not write."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a directory")
-    if not any(out.iterdir()):
-        return
-    summary = out / "summary.json"
-    ok = False
-    if summary.is_file():
-        try:
-            ok = _MARKER in json.loads(summary.read_text())
-        except (OSError, ValueError):
-            ok = False
-    if not ok:
-        raise InputError(
-            f"--out {out} exists and is not a bayes-gmm report directory; choose "
-            "another directory or remove it"
-        )
+def _may_write(name: str) -> bool:
+    """Whether a run may write a file of this name into --out."""
+    return name in _REPORT_FILES or bool(re.fullmatch(r"posterior_.+\.nc.*", name))
 
 
-@contextlib.contextmanager
-def _staging_dir(out: Path):
-    """A temporary directory next to ``out``, moved into place on success.
+class _Interrupts:
+    """Ctrl-C for the command, also where a library swallows it.
 
-    On failure the temporary directory is removed and ``out`` is untouched;
-    an existing ``out`` is replaced only after the new one is complete.
+    nutpie and PyMC's ADVI catch the KeyboardInterrupt that SIGINT raises
+    and return a partial result; the handler counts every SIGINT, so that
+    :meth:`check` (called between fits) stops the run all the same. Inside
+    :meth:`deferred` a SIGINT is only counted: moving the finished report
+    into place, and cleaning up after a failure, are not cut short.
     """
-    parent = out.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-        os.rmdir(old)
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.replace(old, out)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+
+    def __init__(self):
+        self.count = 0
+        self._defer = False
+        self._previous = None
+
+    def __enter__(self):
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+        return False
+
+    def _handle(self, signum, frame):
+        self.count += 1
+        if not self._defer:
+            raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a SIGINT came (even if it was swallowed)."""
+        if self.count:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self):
+        before, self._defer = self._defer, True
+        try:
+            yield
+        finally:
+            self._defer = before
 
 
 # ------------------------------------------------------------- bayesian fits
@@ -520,7 +573,7 @@ class _BayesFit:
         return f"posterior_{self.method}_{self.covariance_type}_K{self.n_components}.nc"
 
 
-def _fit_bayesian(df, grid, settings, plan, say, progressbar):
+def _fit_bayesian(df, grid, settings, plan, say, progressbar, check=None):
     """Fit every (method, candidate) of ``plan`` and compare all models.
 
     One call of :func:`~bayes_gmm.compare_models` on the EM grid already
@@ -529,7 +582,8 @@ def _fit_bayesian(df, grid, settings, plan, say, progressbar):
     for the models not fitted), and a fit that fails is recorded in its row
     while the others go on. Returns the comparison and the list of
     Bayesian fits, in fitting order. ``progressbar`` shows the samplers'
-    own progress bars.
+    own progress bars. ``check()`` is called after every fit (it raises
+    KeyboardInterrupt after a Ctrl-C that the sampler swallowed).
     """
     from bayes_gmm.selection import compare_models
 
@@ -563,6 +617,8 @@ def _fit_bayesian(df, grid, settings, plan, say, progressbar):
                 f"{_time_detail(item.inference)}"
             )
         fits.append(item)
+        if check is not None:
+            check()
 
     comparison = compare_models(
         df,
@@ -932,11 +988,28 @@ def _data_warnings(df: pd.DataFrame) -> list[str]:
 
 
 # ----------------------------------------------------------------------- main
-def _run(args, out_stream, err_stream) -> int:
+def _run(args, out_stream, err_stream, interrupts: _Interrupts, state: dict) -> int:
+    """The command, once --out is known to be writable (see :func:`_run_in`)."""
+    protect = [args.data] if args.command == "fit" else []
+    target = ReportDir(args.out, protect=protect, may_write=_may_write)
+    state["out"] = target.out
+    try:
+        # before any work: refuse or fail now, not after the fits (inside the
+        # try: a Ctrl-C in prepare must not leave its staging directory)
+        target.prepare()
+        _run_in(target, args, out_stream, err_stream, interrupts, state)
+    except BaseException:
+        with interrupts.deferred():
+            target.discard()
+        raise
+    return 0
+
+
+def _run_in(target: ReportDir, args, out_stream, err_stream, interrupts, state):
+    """Fit, print, write into ``target.staging`` and commit it to --out."""
     t_start = time.perf_counter()
-    out = Path(os.path.abspath(os.path.expanduser(args.out)))
-    _check_out(out)
-    df, source = _load(args)
+    out = target.out
+    df, source, csv_table = _load(args)
     settings = _settings(args, df.shape[0])
     std_info = None
     if args.standardize:
@@ -949,14 +1022,18 @@ def _run(args, out_stream, err_stream) -> int:
             err_stream.flush()
 
     def progress(done, total, ctype, k, row):
+        interrupts.check()
         what = "failed" if row["error"] else f"BIC {row['bic']:.2f}"
         say(
             f"[em {done:>{len(str(total))}}/{total}] {ctype:<9} K={k:<2} {what} "
             f"({row['fit_time']:.2f} s)"
         )
 
-    for line in _data_warnings(df):
+    for line in (csv_table.warnings if csv_table else []) + _data_warnings(df):
         err_stream.write(f"warning: {line}\n")
+    if csv_table is not None and (csv_table.sep != "," or csv_table.decimal != "."):
+        how = "detected" if csv_table.detected else "as given"
+        source = f"{source} ({csv_table.describe()}, {how})"
 
     from threadpoolctl import threadpool_limits
 
@@ -984,7 +1061,10 @@ def _run(args, out_stream, err_stream) -> int:
             )
         t0 = time.perf_counter()
         progressbar = not args.quiet and err_stream.isatty()
-        comparison, fits = _fit_bayesian(df, grid, settings, plan, say, progressbar)
+        comparison, fits = _fit_bayesian(
+            df, grid, settings, plan, say, progressbar, interrupts.check
+        )
+        interrupts.check()
         timing["bayesian_fits"] = time.perf_counter() - t0
         table = comparison.table
         picks = comparison.picks()
@@ -998,6 +1078,7 @@ def _run(args, out_stream, err_stream) -> int:
         t0 = time.perf_counter()
         chosen = _chosen_analysis(df, grid, picks["bic"], fits, settings, say)
         timing["chosen_model"] = time.perf_counter() - t0
+    interrupts.check()
 
     _print_results(
         out_stream,
@@ -1015,59 +1096,72 @@ def _run(args, out_stream, err_stream) -> int:
     )
 
     t0 = time.perf_counter()
-    with _staging_dir(out) as tmp:
-        table.to_csv(tmp / "criteria.csv", index=False)
-        files = {"criteria_table": "criteria.csv"}
-        if chosen.get("comparison") is not None:
-            chosen["comparison"].to_csv(tmp / "parameters.csv", index=False)
-            files["parameters_table"] = "parameters.csv"
-        for item in fits:
-            if item.fit is None:
-                continue
-            try:
-                item.fit.result_.to_netcdf(tmp / item.filename)
-            except ImportError as exc:
-                # A missing netCDF writer (h5py) must not lose minutes of
-                # sampling: the report is still written and says what to install.
-                reason = str(exc).strip().rstrip(".")
-                item.save_error = (
-                    f"posterior not saved: {reason}. Install the missing package "
-                    "(pip install h5py) to write netCDF files."
-                )
-                say(f"[{item.label}] {item.save_error}")
-                for leftover in tmp.glob(f"{Path(item.filename).stem}*"):
-                    leftover.unlink()
-                continue
-            files[item.label] = item.filename
-        files.update(
-            _write_figures(tmp, df, grid, table, picks, chosen, units, settings)
-        )
-        files["summary"] = "summary.json"
-        files["report"] = "index.html"
-        timing["output"] = time.perf_counter() - t0
-        timing["total"] = time.perf_counter() - t_start
-        extra = {
-            "bayesian": _bayes_summary(fits, plan, verdict, chosen["diagnoses"], files),
-            "files": files,
-            "timing_seconds": timing,
+    tmp = target.staging
+    table.to_csv(tmp / "criteria.csv", index=False)
+    files = {"criteria_table": "criteria.csv"}
+    if chosen.get("comparison") is not None:
+        chosen["comparison"].to_csv(tmp / "parameters.csv", index=False)
+        files["parameters_table"] = "parameters.csv"
+    for item in fits:
+        if item.fit is None:
+            continue
+        try:
+            item.fit.result_.to_netcdf(tmp / item.filename)
+        except ImportError as exc:
+            # A missing netCDF writer (h5py) must not lose minutes of
+            # sampling: the report is still written and says what to install.
+            reason = str(exc).strip().rstrip(".")
+            item.save_error = (
+                f"posterior not saved: {reason}. Install the missing package "
+                "(pip install h5py) to write netCDF files."
+            )
+            say(f"[{item.label}] {item.save_error}")
+            for leftover in tmp.glob(f"{Path(item.filename).stem}*"):
+                leftover.unlink()
+            continue
+        files[item.label] = item.filename
+    files.update(_write_figures(tmp, df, grid, table, picks, chosen, units, settings))
+    files["summary"] = "summary.json"
+    files["report"] = "index.html"
+    timing["output"] = time.perf_counter() - t0
+    timing["total"] = time.perf_counter() - t_start
+    extra = {
+        "bayesian": _bayes_summary(fits, plan, verdict, chosen["diagnoses"], files),
+        "files": files,
+        "timing_seconds": timing,
+    }
+    summary = _summary(args, source, df, settings, std_info, grid, table, picks, extra)
+    if csv_table is not None:
+        summary["data"]["csv"] = {
+            "sep": csv_table.sep,
+            "decimal": csv_table.decimal,
+            "detected": csv_table.detected,
+            "header": csv_table.header,
+            "dropped_columns": csv_table.dropped,
+            "warnings": csv_table.warnings,
         }
-        summary = _summary(
-            args, source, df, settings, std_info, grid, table, picks, extra
-        )
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        from bayes_gmm import report
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from bayes_gmm import report
 
-        report.write_report(
-            tmp,
-            summary,
-            table,
-            comparison=chosen.get("comparison"),
-            diagnoses=chosen["diagnoses"],
-        )
+    report.write_report(
+        tmp,
+        summary,
+        table,
+        comparison=chosen.get("comparison"),
+        diagnoses=chosen["diagnoses"],
+    )
 
+    interrupts.check()
+    with interrupts.deferred():  # all or nothing: not cut short by a Ctrl-C
+        target.commit()
+    state["committed"] = True
+    if interrupts.count:
+        err_stream.write(
+            "warning: Ctrl-C came while the finished report was being moved into "
+            "place; it was completed first\n"
+        )
     print(f"\nWrote {out}/: " + ", ".join(sorted(set(files.values()))), file=out_stream)
     print(f"  report: {out / 'index.html'}", file=out_stream)
-    return 0
 
 
 _METHOD_NAMES = {"nuts": "NUTS", "advi": "ADVI", "fullrank_advi": "full-rank ADVI"}
@@ -1157,14 +1251,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0 on success, 2 for bad input, 1 for an unexpected
-        failure (nothing is left in ``--out`` in either failing case).
+        Exit status: 0 on success; 2 for bad input or an ``--out`` that must
+        not or cannot be written; 1 for an unexpected failure; 130 when
+        interrupted (Ctrl-C). In every failing case ``--out`` is as it was
+        and stderr ends with one line starting with ``error:``.
     """
+    interrupts = _Interrupts()
+    state: dict[str, Any] = {"out": None, "committed": False}
+    try:
+        with interrupts:
+            return _main(argv, interrupts, state)
+    except KeyboardInterrupt:  # a Ctrl-C outside the command proper
+        print(_interrupted(state), file=sys.stderr)
+        return 130
+
+
+def _interrupted(state) -> str:
+    if state["committed"]:
+        out = state["out"]
+        return f"error: interrupted (Ctrl-C) after the report was written to {out}"
+    where = f" to {state['out']}, which is as it was" if state["out"] else ""
+    return f"error: interrupted (Ctrl-C); nothing was written{where}"
+
+
+def _main(argv, interrupts: _Interrupts, state: dict) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
+    handler = None
     if args.verbose:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -1181,26 +1297,39 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "ignore", message="PyTensor could not link to a BLAS"
                 )
             with _quiet_loggers(not args.verbose):
-                return _run(args, sys.stdout, sys.stderr)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+                return _run(args, sys.stdout, sys.stderr, interrupts, state)
+    except (InputError, OutputError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; nothing was written", file=sys.stderr)
+        print(_interrupted(state), file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the command's last line of defence
+    except ReportWriteError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the command's last line of defence
+        # BaseException, not Exception: a sampler's Rust panic arrives as
+        # pyo3's PanicException, which derives from BaseException.
         if args.verbose:
             traceback.print_exc()
-        text = (str(exc).strip().splitlines() or [""])[0]
         print(
-            f"error: unexpected failure ({type(exc).__name__}: {text}); nothing was "
-            f"written to {args.out}. Run with --verbose for the traceback.",
+            f"error: unexpected failure ({type(exc).__name__}: {_one_line(exc)}); "
+            f"nothing was written to {args.out}. Run with --verbose for the "
+            "traceback.",
             file=sys.stderr,
         )
         return 1
     finally:
-        if args.verbose:
+        if handler is not None:
             logger.removeHandler(handler)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else ""
 
 
 if __name__ == "__main__":  # pragma: no cover
