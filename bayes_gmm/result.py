@@ -133,7 +133,23 @@ def waic(log_likelihood, *, pointwise=False, scale="log"):
 
 
 class ResultFileError(ValueError):
-    """A result file that cannot be loaded: damaged, or not a bayes_gmm result."""
+    """A result file that cannot be loaded: damaged, or not a bayes_gmm result.
+
+    Raised by :meth:`MixtureResult.from_netcdf`, with the path and the reason.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from bayes_gmm import MixtureResult, ResultFileError
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = pathlib.Path(tmp) / "notes.nc"
+    ...     _ = path.write_text("not a netCDF file")
+    ...     try:
+    ...         MixtureResult.from_netcdf(path)
+    ...     except ResultFileError as exc:
+    ...         print("damaged file" in str(exc))
+    True
+    """
 
 
 def _umask():
