@@ -8,10 +8,12 @@ runs inference, relabels the draws and wraps everything in one DataTree
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
 import logging
+import signal
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bayes_gmm._covariance import get_covariance_type
 from bayes_gmm._validation import (
+    BayesGMMWarning,
     ConvergenceWarning,
     check_choice,
     check_data,
@@ -143,6 +146,18 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         mean-field ends 17 nats worse than at 0.001.
     em_n_init : int, default=5
         Starts of the EM fit used to initialise.
+    keep_partial : bool, default=False
+        What an interrupt (Ctrl-C, SIGINT) during sampling or ADVI does. By
+        default it stops the whole fit: ``fit`` raises ``KeyboardInterrupt``
+        (nutpie, PyMC's sampler and PyMC's ADVI would otherwise swallow it
+        and return a partial trace or approximation as if nothing had
+        happened), and so does any caller such as
+        :func:`bayes_gmm.compare_models`. With ``keep_partial=True`` the
+        draws finished so far are kept instead: NUTS keeps the first draws
+        that every chain completed (a ``BayesGMMWarning`` says how many),
+        ADVI keeps the approximation reached (marked not converged); an
+        interrupt before the first draw (or the first ADVI iteration)
+        still raises ``KeyboardInterrupt``.
 
     Attributes
     ----------
@@ -151,11 +166,14 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
     em_ : GaussianMixtureEM
         The EM fit used to start.
     model_ : pymc.Model
-        The model.
+        The model. Not pickled: an unpickled estimator rebuilds it from
+        ``result_`` when first asked for it (predictions never need it).
     sampler_used_ : str
         The NUTS implementation that ran (after any fallback); NUTS only.
     approx_ : pymc.variational.Approximation
-        The fitted approximation; variational methods only.
+        The fitted approximation; variational methods only. Not pickled:
+        rebuilt on first access from the mean and covariance stored in
+        ``result_`` (group ``fit_stats``).
     weights_, means_, covariances_ : ndarray
         Posterior means, in the shapes of :class:`GaussianMixtureEM`.
     n_features_in_ : int
@@ -193,6 +211,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         max_iter=20000,
         learning_rate=None,
         em_n_init=5,
+        keep_partial=False,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -211,6 +230,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         self.max_iter = max_iter
         self.learning_rate = learning_rate
         self.em_n_init = em_n_init
+        self.keep_partial = keep_partial
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self, n_samples):
@@ -226,8 +246,20 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             )
         check_n_components(self.n_components, n_samples)
         check_scalar("draws", self.draws, int, min_value=1)
-        check_scalar("tune", self.tune, int, min_value=0)
         check_scalar("chains", self.chains, int, min_value=1)
+        tune = check_scalar("tune", self.tune, int, min_value=0)
+        if self.method == "nuts" and tune < 1:
+            # nutpie panics (a Rust PanicException) on tune=0, and NUTS
+            # without warm-up has no adapted step size or mass matrix
+            raise ValueError(
+                f"'tune' must be >= 1 for method='nuts', got {tune}: NUTS needs "
+                "warm-up iterations to adapt its step size and mass matrix "
+                "(the default is 1000)."
+            )
+        if not isinstance(self.keep_partial, (bool, np.bool_)):
+            raise TypeError(
+                f"'keep_partial' must be True or False, got {self.keep_partial!r}."
+            )
         check_scalar("max_iter", self.max_iter, int, min_value=1)
         check_scalar("em_n_init", self.em_n_init, int, min_value=1)
         if self.order_means is not None:
@@ -270,6 +302,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         priors = self._check_parameters(n)
         names = getattr(self, "feature_names_in_", None)
         _check_not_constant(X, names)
+        _check_not_collinear(X, names, self.covariance_type)
         rng = check_random_state(self.random_state)
         em_seed, inference_seed, jitter_seed = (seed_from(rng) for _ in range(3))
         k = int(self.n_components)
@@ -289,13 +322,24 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         )
         starts = self._starts(model, em, d)
         t0 = time.perf_counter()
-        if self.method == "nuts":
-            posterior, stats_group, extra = self._run_nuts(
-                model, starts, inference_seed, jitter_seed
-            )
-        else:
-            posterior, stats_group, extra = self._run_vi(
-                model, None if starts is None else starts[0], inference_seed
+        with _interrupt_guard(bool(self.keep_partial)) as interrupt:
+            if self.method == "nuts":
+                posterior, stats_group, extra = self._run_nuts(
+                    model, starts, inference_seed, jitter_seed
+                )
+            else:
+                posterior, stats_group, extra = self._run_vi(
+                    model,
+                    None if starts is None else starts[0],
+                    inference_seed,
+                    interrupt,
+                )
+        if interrupt.interrupted and not self.keep_partial:
+            # a library swallowed even the guard's exception
+            raise KeyboardInterrupt("bayes_gmm: the fit was interrupted")
+        if self.method == "nuts" and interrupt.interrupted:
+            posterior, stats_group, extra = _keep_complete_draws(
+                posterior, stats_group, extra, self.draws
             )
         elapsed = time.perf_counter() - t0
         dt = self._assemble(X, model, posterior, stats_group, priors, extra, elapsed)
@@ -338,24 +382,24 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
 
     # ------------------------------------------------------------ inference
     def _resolve_sampler(self):
+        """The sampler to run; a missing one falls back to PyMC's, with a warning."""
         wanted = self.sampler
         needs = {"nutpie": "nutpie", "numpyro": "numpyro", "blackjax": "blackjax"}
+        why = None
         if wanted in needs and not _has(needs[wanted]):
-            logger.warning(
-                "sampler=%r is not installed; falling back to PyMC's own NUTS "
-                "sampler (install %s to use it).",
-                wanted,
-                needs[wanted],
-            )
-            return "pymc"
-        if wanted in ("numpyro", "blackjax") and not _has("jax"):
-            logger.warning(
-                "sampler=%r needs jax, which is not installed; "
-                "falling back to PyMC's own NUTS sampler.",
-                wanted,
-            )
-            return "pymc"
-        return wanted
+            why = f"{needs[wanted]} is not installed (install it to use it)"
+        elif wanted in ("numpyro", "blackjax") and not _has("jax"):
+            why = "it needs jax, which is not installed (install jax to use it)"
+        if why is None:
+            return wanted
+        message = (
+            f"sampler={wanted!r} is not available: {why}. Sampling with "
+            "sampler='pymc' (PyMC's own NUTS) instead, which compiles the "
+            "model's PyTensor graph first (tens of seconds)."
+        )
+        logger.warning(message)
+        warn(message, BayesGMMWarning, stacklevel=4)
+        return "pymc"
 
     def _run_nuts(self, model, starts, seed, jitter_seed):
         import pymc as pm
@@ -395,7 +439,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             {"sampler": sampler, "sampling_seconds": time.perf_counter() - t0},
         )
 
-    def _run_vi(self, model, start, seed):
+    def _run_vi(self, model, start, seed, interrupt=None):
         import pymc as pm
 
         method = self.method
@@ -415,8 +459,22 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             )
         fit_seconds = time.perf_counter() - t0
         hist = np.asarray(approx.hist, dtype=float)
-        converged = callback.converged and bool(np.all(np.isfinite(hist)))
-        if not converged:
+        interrupted = interrupt is not None and interrupt.interrupted
+        converged = (
+            callback.converged and bool(np.all(np.isfinite(hist))) and not interrupted
+        )
+        if interrupted:  # keep_partial; otherwise the guard has raised
+            if hist.size == 0:
+                raise KeyboardInterrupt(
+                    f"bayes_gmm: {method} was interrupted before its first iteration"
+                )
+            warn(
+                f"{method} was interrupted after {hist.size} of at most "
+                f"{self.max_iter} iterations: kept the approximation reached "
+                "(keep_partial=True; not converged).",
+                BayesGMMWarning,
+            )
+        elif not converged:
             warn(
                 f"{method} did not converge within max_iter={self.max_iter} "
                 "iterations (the mean loss was still falling between windows of "
@@ -450,6 +508,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
                 "learning_rate": float(learning_rate),
                 "laplace_start": int(laplace),
                 "max_iter": int(self.max_iter),
+                "interrupted": int(interrupted),
                 "description": (
                     "loss: negative ELBO per iteration; q_mean, q_cov: the "
                     "Gaussian approximation in the unconstrained space of the "
@@ -521,6 +580,53 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         dt = xr.DataTree.from_dict(tree)
         dt.attrs.update(attrs)
         return dt
+
+    # ------------------------------------------------------------- pickling
+    # The PyMC model and the variational approximation hold compiled
+    # functions and closures that do not pickle; everything that predicts
+    # lives in result_ (a DataTree). They are dropped from the pickled state
+    # and rebuilt from result_ on first access (__getattr__).
+    _REBUILT = ("model_", "approx_")
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        for name in self._REBUILT:
+            state.pop(name, None)
+        return state
+
+    def __getattr__(self, name):
+        # only called for attributes that are missing
+        if name in GaussianMixtureBayes._REBUILT and "result_" in self.__dict__:
+            value = self._rebuild(name)
+            if value is not None:
+                self.__dict__[name] = value
+                return value
+        raise AttributeError(
+            f"{type(self).__name__!r} object has no attribute {name!r}"
+        )
+
+    def _rebuild(self, name):
+        """The PyMC model (or the approximation) of a fit, rebuilt from result_."""
+        result = self.__dict__["result_"]
+        if name == "approx_":
+            if "fit_stats" not in result.datatree.children:
+                return None  # not a variational fit
+            return _approximation_from_stats(
+                self.model_, result.method, result.datatree["fit_stats"].to_dataset()
+            )
+        if "observed_data" not in result.datatree.children:
+            return None
+        X = result.datatree["observed_data"].to_dataset()["x"].values
+        priors = Priors.from_dict(result.attrs["priors"])
+        order = json.loads(result.attrs.get("order_means", "null"))
+        return build_model(
+            X,
+            result.n_components,
+            covariance_type=result.covariance_type,
+            priors=priors,
+            order_means=order,
+            feature_names=getattr(self, "feature_names_in_", None),
+        )
 
     # -------------------------------------------------------------- rebuild
     @classmethod
@@ -733,6 +839,35 @@ def _vi_inference(model, method, start, seed):
         chol[idx, idx] = np.log(np.expm1(chol[idx, idx]))
         group.params_dict["L_tril"].set_value(chol[np.tril_indices(pos)])
     return inference, True
+
+
+def _approximation_from_stats(model, method, stats):
+    """PyMC's approximation with the fitted parameters stored in ``fit_stats``.
+
+    ``q_mean`` and ``q_cov`` are in the approximation's own flat order (its
+    ``ordering``, which ``q_param`` labels); mean-field ADVI stores its
+    standard deviations as ``softplus(rho)``, full-rank ADVI its Cholesky
+    factor with a softplus diagonal (``L_tril``).
+    """
+    import pymc as pm
+
+    cls = pm.ADVI if method == "advi" else pm.FullRankADVI
+    with model:
+        approx = cls().approx
+    group = approx.groups[0]
+    mean = np.asarray(stats["q_mean"].values, dtype=float)
+    cov = np.asarray(stats["q_cov"].values, dtype=float)
+    group.params_dict["mu"].set_value(mean)
+    if method == "advi":
+        group.params_dict["rho"].set_value(np.log(np.expm1(np.sqrt(np.diag(cov)))))
+    else:
+        chol = np.linalg.cholesky(cov)
+        idx = np.arange(mean.size)
+        chol[idx, idx] = np.log(np.expm1(chol[idx, idx]))
+        group.params_dict["L_tril"].set_value(chol[np.tril_indices(mean.size)])
+    hist = stats["loss"].values if "loss" in stats else np.empty(0)
+    approx.hist = np.asarray(hist, dtype=float)
+    return approx
 
 
 class LossConvergence:
@@ -951,6 +1086,51 @@ def _check_not_constant(X, names=None):
         )
 
 
+# Standardised data whose smallest singular value is below this share of
+# the largest (correlation matrix condition number above 1e10) hold a
+# near-exact linear relation between columns. Measured (two separated
+# components, one column added as x_0 + eps * noise, 2 x 200 draws): at a
+# share of 1e-5 and below 20-50% of the NUTS transitions diverged; at 1e-4
+# none did.
+_COLLINEAR_RATIO = 1e-5
+
+
+def _check_not_collinear(X, names, covariance_type):
+    """Near-collinear columns make full / tied covariances nearly singular: say so.
+
+    Raised before sampling, naming the columns of the relation and the
+    remedies the estimator offers (drop or combine columns, or a diagonal
+    covariance, under which collinear columns are harmless).
+    """
+    if covariance_type not in ("full", "tied") or X.shape[1] < 2:
+        return
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    _, sv, vt = np.linalg.svd(Z, full_matrices=False)
+    ratio = sv / sv[0]
+    bad = np.flatnonzero(ratio < _COLLINEAR_RATIO)
+    if bad.size == 0:
+        return
+    loading = np.abs(vt[bad]).max(axis=0)  # columns in any near-null direction
+    cols = np.flatnonzero(loading >= 0.1 * loading.max())
+    label = [str(names[j]) if names is not None else str(j) for j in cols]
+    v = vt[bad[-1]]
+    terms = " ".join(
+        f"{'+' if v[j] >= 0 else '-'} {abs(v[j]):.2f} z[{lab}]"
+        for j, lab in zip(cols, label, strict=True)
+    ).lstrip("+ ")
+    raise ValueError(
+        f"Features {label} are (nearly) collinear: in standardised units "
+        f"(z = (x - mean) / sd) the combination {terms} is constant up to "
+        f"{ratio[bad[-1]]:.2g} of the data's largest spread (ok: >= "
+        f"{_COLLINEAR_RATIO:g}). A full or tied covariance is then nearly "
+        "singular and NUTS or ADVI cannot explore it (most transitions "
+        "diverge). Remedies: drop one of these columns, or replace them by "
+        "a combination (e.g. their mean, or principal components); or use "
+        "covariance_type='diag' or 'spherical', which do not model the "
+        "correlation."
+    )
+
+
 def _flat_transformed(model, point):
     """The start point in nutpie's flat unconstrained layout.
 
@@ -1092,7 +1272,7 @@ def _sample_nutpie(est, model, starts, seed, jitter_seed):
         )
     compile_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
-    dt = nutpie.sample(
+    background = nutpie.sample(
         compiled,
         draws=est.draws,
         tune=est.tune,
@@ -1102,7 +1282,20 @@ def _sample_nutpie(est, model, starts, seed, jitter_seed):
         progress_bar=bool(est.progressbar),
         target_accept=est.target_accept,
         save_warmup=False,
+        blocking=False,
     )
+    # Waiting here rather than in nutpie.sample, which answers an interrupt
+    # with the partial trace (NaN-padded) as if sampling had ended.
+    try:
+        dt = background.wait()
+    except KeyboardInterrupt:
+        if not est.keep_partial:
+            background.cancel()
+            raise
+        dt = background.abort()
+    except BaseException:
+        background.cancel()
+        raise
     sampling_seconds = time.perf_counter() - t1
     patch_nutpie_idata(dt, model, sampling_time=sampling_seconds)
     extra = {
@@ -1122,6 +1315,97 @@ def _sample_nutpie(est, model, starts, seed, jitter_seed):
         ("sample_stats", dt["sample_stats"].to_dataset()),
         extra,
     )
+
+
+class _Interrupted(BaseException):
+    """An interrupt during inference, raised by :func:`_interrupt_guard`'s handler.
+
+    Not a ``KeyboardInterrupt``: nutpie, PyMC's sampler and PyMC's ADVI each
+    catch ``KeyboardInterrupt`` and return what they have, so the interrupt
+    travels through them as this and becomes a ``KeyboardInterrupt`` again
+    when it leaves the guard.
+    """
+
+
+class _InterruptState:
+    interrupted = False
+
+
+@contextlib.contextmanager
+def _interrupt_guard(keep_partial):
+    """Make SIGINT during inference stop the fit, or record it (``keep_partial``).
+
+    In the main thread, while Python's default SIGINT handler (or another
+    Python handler) is installed, SIGINT is handled here: the state records
+    it, and the previous handler runs. If that raises ``KeyboardInterrupt``
+    (the default handler does), the guard raises :class:`_Interrupted`
+    instead, which the libraries let through, and re-raises it as
+    ``KeyboardInterrupt`` on the way out; with ``keep_partial`` it raises the
+    ``KeyboardInterrupt`` itself, so the libraries stop and return their
+    partial results. An ignored or default-action SIGINT (``SIG_IGN``,
+    ``SIG_DFL``) and other threads are left alone.
+    """
+    state = _InterruptState()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):
+        yield state
+        return
+
+    def handler(signum, frame):
+        state.interrupted = True
+        try:
+            previous(signum, frame)
+        except KeyboardInterrupt:
+            if keep_partial:
+                raise
+            raise _Interrupted from None
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    except _Interrupted:
+        raise KeyboardInterrupt("bayes_gmm: the fit was interrupted") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _keep_complete_draws(posterior, stats_group, extra, draws):
+    """After an interrupt (``keep_partial``): the draws every chain completed.
+
+    An interrupted sampler pads unfinished chains with NaN; the leading
+    draws that are finite in every chain are kept. None at all (stopped in
+    warm-up) re-raises the interrupt.
+    """
+    finite = np.ones((posterior.sizes["chain"], posterior.sizes["draw"]), bool)
+    for name in _PARAMS:
+        da = posterior[name]
+        other = [dim for dim in da.dims if dim not in ("chain", "draw")]
+        ok = np.isfinite(da.transpose("chain", "draw", *other).values)
+        # explicit trailing size: no draw at all (stopped in warm-up) has
+        # size 0, which reshape(..., -1) cannot infer
+        finite &= ok.reshape(*finite.shape, int(np.prod(ok.shape[2:]))).all(axis=-1)
+    # leading run of finite draws per chain, then the shortest chain
+    n_keep = int(np.min(np.cumprod(finite, axis=1).sum(axis=1)))
+    if n_keep == 0:
+        raise KeyboardInterrupt(
+            "bayes_gmm: the fit was interrupted before any draw was complete "
+            "(keep_partial=True keeps only complete draws)"
+        )
+    group, stats = stats_group
+    keep = {"draw": slice(0, n_keep)}
+    posterior = posterior.isel(keep)
+    if "draw" in stats.dims:
+        stats = stats.isel(keep)
+    warn(
+        f"Sampling was interrupted: kept the first {n_keep} of {draws} draws "
+        f"per chain (keep_partial=True). Diagnose the fit before using it.",
+        BayesGMMWarning,
+        stacklevel=4,
+    )
+    extra = {**extra, "interrupted": True, "draws_kept": n_keep}
+    return posterior, (group, stats), extra
 
 
 def _draw_approximation(model, approx, draws, rng):

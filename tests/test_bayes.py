@@ -27,6 +27,7 @@ from scipy.stats import multivariate_normal, norm
 
 import bayes_gmm.bayes as bayes_module
 from bayes_gmm import (
+    BayesGMMWarning,
     ConvergenceWarning,
     GaussianMixtureBayes,
     GaussianMixtureEM,
@@ -402,12 +403,16 @@ def test_missing_sampler_falls_back_to_pymc_with_a_log(
     )
     est._X = X
     owner.append(est)
-    with caplog.at_level(logging.WARNING, logger="bayes_gmm"):
+    with (
+        caplog.at_level(logging.WARNING, logger="bayes_gmm"),
+        pytest.warns(BayesGMMWarning, match=f"sampler={sampler!r} is not available"),
+    ):
         est.fit(X)
     assert est.sampler_used_ == "pymc"
     assert any(
-        f"sampler={sampler!r} is not installed" in r.message
-        and "falling back to PyMC" in r.message
+        f"sampler={sampler!r} is not available: {sampler} is not installed"
+        in r.getMessage()
+        and "Sampling with sampler='pymc'" in r.getMessage()
         for r in caplog.records
     )
     (kwargs,) = calls
@@ -454,10 +459,16 @@ def test_missing_nutpie_falls_back(mock_pm_sample, monkeypatch, caplog):
     est = GaussianMixtureBayes(2, chains=2, draws=10, tune=5, **FAST)
     est._X = X
     owner.append(est)
-    with caplog.at_level(logging.WARNING, logger="bayes_gmm"):
+    with (
+        caplog.at_level(logging.WARNING, logger="bayes_gmm"),
+        pytest.warns(BayesGMMWarning, match="nutpie is not installed"),
+    ):
         est.fit(X)
     assert est.sampler_used_ == "pymc"
-    assert any("sampler='nutpie' is not installed" in r.message for r in caplog.records)
+    assert any(
+        "sampler='nutpie' is not available: nutpie is not installed" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_init_prior_with_pymc_lets_pymc_jitter(mock_pm_sample):
