@@ -158,45 +158,20 @@ def _block_moments(x, runs, center, chunk_size, with_constant, covariance_type):
     list, per run, of ``[total log-lik, counts, first, second, origin]``,
     and the block's ``constant_moments`` (or None).
     """
-    from bayes_gmm._covariance import _em_kernel, get_covariance_type
-    from bayes_gmm.em import _chunk_size, _chunks, _normalise_columns
+    from bayes_gmm._covariance import get_covariance_type
+    from bayes_gmm.em import _chunk_size, _constant_moments, _kernel_pass
 
     ct = get_covariance_type(covariance_type)
     x = np.asarray(x, dtype=np.float64)
     n, d = x.shape
     out = []
     for params in runs:
-        k = params.weights.shape[0]
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
-        kernel = _em_kernel(
-            ct.name,
-            params.means,
-            params.precisions_cholesky,
-            log_weights,
-            params.covariances,
-        )
-        size = _chunk_size(n, k, d, chunk_size, kernel.row_floats)
-        kernel.allocate(min(n, size))
-        total = 0.0
-        for s in _chunks(n, size):
-            lp, row_term = kernel.log_prob(x[s], center)
-            total += _normalise_columns(lp).sum()
-            if row_term is not None:
-                total += row_term.sum()
-            kernel.accumulate(lp)
-        counts, first, second, origin = kernel.moments()
-        out.append([total, counts, first, second, origin])
+        total, kernel, _ = _kernel_pass(x, params, center, chunk_size)
+        out.append([total, *kernel.moments()])
     constant = None
     if with_constant:
-        k = runs[0].weights.shape[0]
-        size = _chunk_size(n, k, d, chunk_size)
-        for s in _chunks(n, size):
-            m = ct.constant_moments(x[s] - center)
-            if m is None:
-                constant = None
-                break
-            constant = m if constant is None else constant + m
+        size = _chunk_size(n, runs[0].weights.shape[0], d, chunk_size)
+        constant = _constant_moments(x, ct, center, size)
     return out, constant
 
 
@@ -603,22 +578,6 @@ def bic(est, X):
 def icl(est, X):
     n, log_like, log_max = _sums(est, X)
     return -2.0 * log_like + est.n_parameters() * np.log(n) - 2.0 * log_max
-
-
-def criteria(model, X):
-    """``selection.em_criteria`` on dask input, in one pass."""
-    import math
-
-    n, log_like, log_max = _sums(model, X)
-    p = int(model.n_parameters())
-    bic_ = -2.0 * log_like + p * math.log(n)
-    return {
-        "log_likelihood": log_like,
-        "n_parameters": p,
-        "aic": -2.0 * log_like + 2.0 * p,
-        "bic": bic_,
-        "icl": bic_ - 2.0 * log_max,
-    }
 
 
 # ------------------------------------------------------------------ selection

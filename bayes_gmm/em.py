@@ -478,12 +478,28 @@ def em_iteration(X, params, reg_covar, *, center, constant=None, chunk_size=None
         Parameters after the M-step (means relative to ``center``).
     """
     ct = get_covariance_type(params.covariance_type)
+    total, kernel, size = _kernel_pass(X, params, center, chunk_size)
+    if constant is None and kernel.needs_constant:
+        constant = _constant_moments(X, ct, center, size)
+    return (
+        total / X.shape[0],
+        _params_from_moments(ct, kernel.moments(), reg_covar, constant),
+    )
+
+
+def _kernel_pass(X, params, center, chunk_size):
+    """One pass of the fused E-step and M-step statistics over ``X``'s rows.
+
+    Returns the total log-likelihood, the kernel (its ``moments()`` are the
+    pass's sufficient statistics) and the chunk size used. Shared by
+    :func:`em_iteration` and the per-block pass of :mod:`bayes_gmm._dask`.
+    """
     n, d = X.shape
     k = params.weights.shape[0]
     with np.errstate(divide="ignore"):
         log_weights = np.log(params.weights)
     kernel = _em_kernel(
-        ct.name,
+        params.covariance_type,
         params.means,
         params.precisions_cholesky,
         log_weights,
@@ -491,8 +507,6 @@ def em_iteration(X, params, reg_covar, *, center, constant=None, chunk_size=None
     )
     size = _chunk_size(n, k, d, chunk_size, kernel.row_floats)
     kernel.allocate(min(n, size))
-    if constant is None and kernel.needs_constant:
-        constant = _constant_moments(X, ct, center, size)
     total = 0.0
     for s in _chunks(n, size):
         # E-step on the chunk (transposed: components x rows), then its
@@ -502,7 +516,7 @@ def em_iteration(X, params, reg_covar, *, center, constant=None, chunk_size=None
         if row_term is not None:
             total += row_term.sum()
         kernel.accumulate(lp)
-    return total / n, _params_from_moments(ct, kernel.moments(), reg_covar, constant)
+    return total, kernel, size
 
 
 def run_em(

@@ -459,18 +459,19 @@ def em_criteria(model: GaussianMixtureEM, X: np.ndarray) -> dict[str, float]:
         ``log_likelihood`` (total), ``n_parameters``, ``aic``, ``bic``,
         ``icl``.
     """
-    if _is_dask(X):  # one pass over the blocks
-        from bayes_gmm._dask import criteria
+    if _is_dask(X):  # the same sums, in one pass over the blocks
+        from bayes_gmm._dask import _sums
 
-        return criteria(model, X)
-    log_prob = model.score_samples(X)
-    resp = model.predict_proba(X)
-    n = log_prob.shape[0]
-    log_like = float(log_prob.sum())
+        n, log_like, entropy_term = _sums(model, X)
+    else:
+        log_prob = model.score_samples(X)
+        resp = model.predict_proba(X)
+        n = log_prob.shape[0]
+        log_like = float(log_prob.sum())
+        with np.errstate(divide="ignore"):
+            entropy_term = float(np.log(resp.max(axis=1)).sum())
     p = int(model.n_parameters())
     bic = -2.0 * log_like + p * math.log(n)
-    with np.errstate(divide="ignore"):
-        entropy_term = float(np.log(resp.max(axis=1)).sum())
     return {
         "log_likelihood": log_like,
         "n_parameters": p,
