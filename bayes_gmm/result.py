@@ -179,10 +179,14 @@ def _netcdf_encoding(dt):
 def _check_result_tree(dt, path):
     """Raise ResultFileError unless ``dt`` is a bayes_gmm result, intact."""
     attrs = dt.attrs
-    missing = [a for a in ("covariance_type", "n_components", "method") if a not in attrs]
+    missing = [
+        a for a in ("covariance_type", "n_components", "method") if a not in attrs
+    ]
     if "posterior" not in dt.children or missing:
-        what = "no 'posterior' group" if "posterior" not in dt.children else (
-            f"no root attribute(s) {missing}"
+        what = (
+            "no 'posterior' group"
+            if "posterior" not in dt.children
+            else (f"no root attribute(s) {missing}")
         )
         raise ResultFileError(
             f"{path} is not a bayes_gmm result ({what}); load it with "
@@ -198,7 +202,9 @@ def _check_result_tree(dt, path):
         ct = get_covariance_type(str(attrs["covariance_type"]))
         k = int(attrs["n_components"])
     except (ValueError, TypeError) as exc:
-        raise ResultFileError(f"{path}: damaged file (root attributes: {exc})") from None
+        raise ResultFileError(
+            f"{path}: damaged file (root attributes: {exc})"
+        ) from None
     d = post["means"].shape[-1]
     want = {
         "weights": (k,),

@@ -116,7 +116,9 @@ def compare(name, X, repeats, seed):
     cells = []
     for ct in TYPES:
         for k in KS:
-            row = table[(table.covariance_type == ct) & (table.n_components == k)].iloc[0]
+            row = table[(table.covariance_type == ct) & (table.n_components == k)].iloc[
+                0
+            ]
             p = int(row.n_parameters)
             r_bic = bic.get((MCLUST[ct], k))
             r_ll = None if r_bic is None else (r_bic + p * np.log(n)) / 2
@@ -128,7 +130,9 @@ def compare(name, X, repeats, seed):
                     "n_parameters": p,
                     "ours_loglik": float(row.log_likelihood),
                     "mclust_loglik": r_ll,
-                    "loglik_diff": None if r_ll is None else float(row.log_likelihood - r_ll),
+                    "loglik_diff": None
+                    if r_ll is None
+                    else float(row.log_likelihood - r_ll),
                     "ours_bic": float(row.bic),
                     "ours_collapsed": bool(row.em_collapsed),
                 }
@@ -179,7 +183,8 @@ def markdown(results, meta):
     for r in results:
         lines += [
             "",
-            f"## {r['data']}: log-likelihood per model (ours - mclust; + means ours higher)",
+            f"## {r['data']}: log-likelihood per model "
+            "(ours - mclust; + means ours higher)",
             "",
             "| type | K | ours | mclust | diff | ours collapsed |",
             "|---|---|---|---|---|---|",
@@ -208,7 +213,9 @@ def main(argv=None):
     }
     with threadpool_limits(1):
         threads = sorted({i["num_threads"] for i in threadpool_info()})
-        results = [compare(name, X, args.repeats, args.seed) for name, X in data.items()]
+        results = [
+            compare(name, X, args.repeats, args.seed) for name, X in data.items()
+        ]
     meta = {
         "bayes_gmm": bayes_gmm.__version__,
         "mclust": results[0]["mclust_version"],

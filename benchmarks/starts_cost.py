@@ -100,7 +100,9 @@ def _pair(X, k, n_init, seed, repeats):
     o_cpu = float(np.median([r[0] for r in ours]))
     s_cpu = float(np.median([r[0] for r in sk]))
     o_ll, s_ll = ours[-1][2], sk[-1][2]
-    met_time = o_cpu <= RATIO * s_cpu or (s_cpu < SMALL_SK and o_cpu <= s_cpu + ALLOWANCE)
+    met_time = o_cpu <= RATIO * s_cpu or (
+        s_cpu < SMALL_SK and o_cpu <= s_cpu + ALLOWANCE
+    )
     return {
         "n_init": n_init,
         "ours_cpu_s": o_cpu,
@@ -158,7 +160,9 @@ def grid_moons(quick, n_inits):
     rows = []
     for k in range(1, 21) if not quick else (1, 5, 10, 16, 20):
         for m in n_inits:
-            rows.append({"grid": "moons", "N": 200, "D": 2, "K": k, **_pair(X, k, m, 0, 3)})
+            rows.append(
+                {"grid": "moons", "N": 200, "D": 2, "K": k, **_pair(X, k, m, 0, 3)}
+            )
             _say(rows[-1])
     return rows
 
@@ -169,7 +173,13 @@ def grid_digits(quick):
     rows = []
     for k in range(50, 210, 10) if not quick else (50, 110, 200):
         rows.append(
-            {"grid": "digits", "N": X.shape[0], "D": X.shape[1], "K": k, **_pair(X, k, 1, 0, 1)}
+            {
+                "grid": "digits",
+                "N": X.shape[0],
+                "D": X.shape[1],
+                "K": k,
+                **_pair(X, k, 1, 0, 1),
+            }
         )
         _say(rows[-1])
     return rows
@@ -232,9 +242,11 @@ def markdown(rows, summary, meta):
     ]
     for key, s in summary.items():
         lines.append(
-            f"| {key} | {s['cells']} | {s['time_target_met']} | {s['median_ratio']:.2f} "
-            f"| {s['max_ratio']:.2f} | {s['loglik_at_least_sklearn']} "
-            f"| {s['loglik_more_than_1e-3_below']} ({s['of_which_sklearn_degenerate']}) "
+            f"| {key} | {s['cells']} | {s['time_target_met']} "
+            f"| {s['median_ratio']:.2f} | {s['max_ratio']:.2f} "
+            f"| {s['loglik_at_least_sklearn']} "
+            f"| {s['loglik_more_than_1e-3_below']} "
+            f"({s['of_which_sklearn_degenerate']}) "
             f"| {s['worst_loglik_diff']:+.4f} |"
         )
     lines += [

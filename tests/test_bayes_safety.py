@@ -7,7 +7,6 @@ before the sampling could have ended); parameter errors raised before any
 work.
 """
 
-import os
 import pickle
 import signal
 import subprocess
@@ -55,8 +54,15 @@ def test_round_trip_in_a_fresh_process_predicts_the_same(
         path.write_bytes(pickle.dumps(est))
     np.save(tmp_path / "X.npy", X)
     subprocess.run(
-        [sys.executable, "-c", _LOAD, str(path), kind, str(tmp_path / "X.npy"),
-         str(tmp_path / "out.npz")],
+        [
+            sys.executable,
+            "-c",
+            _LOAD,
+            str(path),
+            kind,
+            str(tmp_path / "X.npy"),
+            str(tmp_path / "out.npz"),
+        ],
         check=True,
         timeout=300,
     )
@@ -84,7 +90,9 @@ def test_near_collinear_columns_are_named_before_sampling():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(120, 2))
     X = np.column_stack([a, a[:, 0] + 1e-9 * rng.normal(size=120)])
-    with pytest.raises(ValueError, match=r"Features \['0', '2'\] are \(nearly\) collinear"):
+    with pytest.raises(
+        ValueError, match=r"Features \['0', '2'\] are \(nearly\) collinear"
+    ):
         GaussianMixtureBayes(2, progressbar=False).fit(X)
 
 
