@@ -16,6 +16,7 @@ import logging
 import signal
 import threading
 import time
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -37,7 +38,7 @@ from bayes_gmm._validation import (
 )
 from bayes_gmm.em import GaussianMixtureEM
 from bayes_gmm.model import Priors, build_model, initial_point
-from bayes_gmm.result import MixtureResult
+from bayes_gmm.result import MixtureResult, _log_likelihood_dataset
 
 __all__ = ["GaussianMixtureBayes", "METHODS", "SAMPLERS"]
 
@@ -46,6 +47,8 @@ logger = logging.getLogger("bayes_gmm")
 METHODS = ("advi", "fullrank_advi", "nuts")
 SAMPLERS = ("blackjax", "numpyro", "nutpie", "pymc")
 _PARAMS = ("weights", "means", "covariances")
+# Pointwise log-likelihood values stored with log_likelihood="auto" (256 MB).
+_STORED_LOG_LIKELIHOOD = 2**25
 # Jitter of the EM start, in the model's standardised unconstrained space.
 _JITTER_SD = 0.05
 # Compiled nutpie models, reused across fits whose shapes and priors agree.
@@ -158,6 +161,17 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         ADVI keeps the approximation reached (marked not converged); an
         interrupt before the first draw (or the first ADVI iteration)
         still raises ``KeyboardInterrupt``.
+    log_likelihood : {"auto", True, False}, default="auto"
+        Whether ``result_`` stores the pointwise log-likelihood of every
+        draw (group ``log_likelihood``, chains x draws x observations
+        doubles: 16 GB for the default 4000 draws at N = 500,000). With
+        ``"auto"`` it is stored up to 2**25 values (256 MB; N = 8,388 at
+        the default draws) and above that computed on demand, a block of
+        observations at a time, by ``result_.loo()``, ``.waic()`` and
+        ``.log_likelihood_totals()``: the same numbers with memory bounded
+        by the block (64 MB). ``result_.with_log_likelihood()`` adds the
+        group for ArviZ's own functions. ``True`` always stores it,
+        ``False`` never does.
 
     Attributes
     ----------
@@ -212,6 +226,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         learning_rate=None,
         em_n_init=5,
         keep_partial=False,
+        log_likelihood="auto",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -231,6 +246,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.em_n_init = em_n_init
         self.keep_partial = keep_partial
+        self.log_likelihood = log_likelihood
 
     # ------------------------------------------------------------------ checks
     def _check_parameters(self, n_samples):
@@ -259,6 +275,14 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         if not isinstance(self.keep_partial, (bool, np.bool_)):
             raise TypeError(
                 f"'keep_partial' must be True or False, got {self.keep_partial!r}."
+            )
+        if not (
+            isinstance(self.log_likelihood, (bool, np.bool_))
+            or self.log_likelihood == "auto"
+        ):
+            raise ValueError(
+                "'log_likelihood' must be 'auto', True or False, got "
+                f"{self.log_likelihood!r}."
             )
         check_scalar("max_iter", self.max_iter, int, min_value=1)
         check_scalar("em_n_init", self.em_n_init, int, min_value=1)
@@ -535,18 +559,16 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             feature=features,
             **({"feature_bis": features} if "feature_bis" in ct.dims else {}),
         )
-        tmp = xr.DataTree.from_dict({"posterior": posterior})
-        tmp.attrs.update(covariance_type=ct.name, n_components=info["n_components"])
-        ll = MixtureResult(tmp).log_likelihood_draws(X)
         c, dr = posterior.sizes["chain"], posterior.sizes["draw"]
-        log_lik = xr.Dataset(
-            {"x": (("chain", "draw", "obs"), ll.reshape(c, dr, -1))},
-            coords={
-                "chain": posterior["chain"].values,
-                "draw": posterior["draw"].values,
-                "obs": np.arange(X.shape[0]),
-            },
-        )
+        store = self.log_likelihood
+        if store == "auto":
+            store = c * dr * X.shape[0] <= _STORED_LOG_LIKELIHOOD
+        log_lik = None
+        if store:
+            tmp = xr.DataTree.from_dict({"posterior": posterior})
+            tmp.attrs.update(covariance_type=ct.name, n_components=info["n_components"])
+            ll = MixtureResult(tmp).log_likelihood_draws(X)
+            log_lik = _log_likelihood_dataset(posterior, ll.reshape(c, dr, -1))
         observed = xr.Dataset(
             {"x": (("obs", "feature"), X)},
             coords={"obs": np.arange(X.shape[0]), "feature": features},
@@ -570,10 +592,11 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             ),
             "elapsed_seconds": float(elapsed),
             "inference": json.dumps(extra),
+            "log_likelihood": "stored" if store else "on_demand",
         }
         tree = {
             "posterior": posterior,
-            "log_likelihood": log_lik,
+            **({"log_likelihood": log_lik} if store else {}),
             "observed_data": observed,
             group: _netcdf_safe(stats),
         }
@@ -1240,16 +1263,19 @@ def _chain_seeds(compiled, chains, seed):
         seen.append(int(chain_seed or 0))
         return point(chain_seed)
 
-    nutpie.sample(
-        dataclasses.replace(compiled, initial_point_func=record),
-        draws=1,
-        tune=1,
-        chains=chains,
-        cores=1,
-        seed=seed,
-        progress_bar=False,
-        save_warmup=False,
-    )
+    with warnings.catch_warnings():
+        # ArviZ warns that 1 draw is fewer than the chains: true, and meant
+        warnings.filterwarnings("ignore", message="Found chain dimension")
+        nutpie.sample(
+            dataclasses.replace(compiled, initial_point_func=record),
+            draws=1,
+            tune=1,
+            chains=chains,
+            cores=1,
+            seed=seed,
+            progress_bar=False,
+            save_warmup=False,
+        )
     return seen[:chains]
 
 
@@ -1493,8 +1519,8 @@ def _draw_approximation(model, approx, draws, rng):
     )
     tmp = xr.DataTree.from_dict({"posterior": posterior})
     tmp.attrs.update(covariance_type=ct.name, n_components=info["n_components"])
-    log_lik = MixtureResult(tmp).log_likelihood_draws(model["X"].get_value())
-    log_p = log_prior + log_lik.sum(axis=1)
+    totals = MixtureResult(tmp).log_likelihood_totals(model["X"].get_value())
+    log_p = log_prior + totals.ravel()
     q = {
         "log_p": log_p,
         "log_q": log_q,

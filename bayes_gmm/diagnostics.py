@@ -671,6 +671,10 @@ def _invariant_dataset(result, relabelled):
         data["log_likelihood"] = ll.sum(
             [dim for dim in ll.dims if dim not in ("chain", "draw")]
         )
+    elif result.log_likelihood_on_demand:
+        data["log_likelihood"] = xr.DataArray(
+            result.log_likelihood_totals(), dims=("chain", "draw")
+        )
     w = relabelled["weights"].transpose("chain", "draw", "component").values
     if w.shape[-1] > 1:
         data["sorted_weights"] = xr.DataArray(

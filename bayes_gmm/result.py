@@ -23,6 +23,20 @@ __all__ = ["MixtureResult", "ResultFileError", "waic"]
 _SAMPLE_DIMS = ("chain", "draw")
 # Floats per block of draws x samples x components x features when scoring.
 _BLOCK_FLOATS = 2**22
+# Log-likelihood values (draws x observations) per block when computed on demand.
+_LOGLIK_BLOCK_VALUES = 2**23
+
+
+def _log_likelihood_dataset(posterior, ll):
+    """The ``log_likelihood`` group: ``x(chain, draw, obs)`` from an array."""
+    return xr.Dataset(
+        {"x": (("chain", "draw", "obs"), ll)},
+        coords={
+            "chain": posterior["chain"].values,
+            "draw": posterior["draw"].values,
+            "obs": np.arange(ll.shape[-1]),
+        },
+    )
 
 
 def as_mixture_result(fit, who: str) -> MixtureResult:
@@ -446,8 +460,12 @@ class MixtureResult:
         -------
         ndarray of shape (n_samples,)
         """
-        ll = self.log_likelihood_draws(X)
-        return _logsumexp(ll, axis=0) - np.log(ll.shape[0])
+        X = np.asarray(X, dtype=float)
+        out = np.empty(X.shape[0])
+        for sl, ll in self.log_likelihood_blocks(X):
+            ll = ll.reshape(-1, ll.shape[-1])
+            out[sl] = _logsumexp(ll, axis=0) - np.log(ll.shape[0])
+        return out
 
     def responsibilities(self, X, return_std=False):
         """Posterior mean (and sd) of each sample's component probabilities.
@@ -519,6 +537,100 @@ class MixtureResult:
             raise ValueError("The result has no log_likelihood group.")
         return self.datatree["log_likelihood"].to_dataset()["x"]
 
+    @property
+    def log_likelihood_on_demand(self):
+        """True if the pointwise log-likelihood is computed when needed.
+
+        A fit whose chains x draws x observations exceed the estimator's
+        storage limit (see ``log_likelihood`` of
+        :class:`~bayes_gmm.GaussianMixtureBayes`) keeps no
+        ``log_likelihood`` group: :meth:`loo`, :meth:`waic` and
+        :meth:`log_likelihood_totals` compute it from the posterior and
+        ``observed_data`` in blocks of observations, with the same result
+        and bounded memory, and :meth:`with_log_likelihood` adds the group
+        for ArviZ's own functions.
+        """
+        tree = self.datatree
+        return (
+            "log_likelihood" not in tree.children
+            and "observed_data" in tree.children
+            and str(tree.attrs.get("log_likelihood", "")) == "on_demand"
+        )
+
+    def _observed(self):
+        return np.asarray(self.datatree["observed_data"].to_dataset()["x"].values)
+
+    def log_likelihood_blocks(self, X=None, block_values=None):
+        """Pointwise log-likelihood, a block of observations at a time.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), optional
+            Data; default the observed data of the fit.
+        block_values : int, optional
+            At most this many values (draws x observations) per block;
+            default 2**23 (64 MB).
+
+        Yields
+        ------
+        slice, ndarray of shape (chain, draw, n_block)
+            The observations of the block and their ``log p(x_n | theta)``.
+        """
+        X = self._observed() if X is None else np.asarray(X, dtype=float)
+        from bayes_gmm._kernel import mixture_log_likelihood
+
+        draws = self.draws()
+        post = self.posterior
+        c, dr = post.sizes["chain"], post.sizes["draw"]
+        if block_values is None:
+            block_values = _LOGLIK_BLOCK_VALUES
+        size = max(1, int(block_values) // (c * dr))
+        for start in range(0, X.shape[0], size):
+            sl = slice(start, min(X.shape[0], start + size))
+            ll = mixture_log_likelihood(np.ascontiguousarray(X[sl]), *draws)
+            yield sl, ll.reshape(c, dr, -1)
+
+    def log_likelihood_totals(self, X=None):
+        """Total log-likelihood of every draw, ``sum_n log p(x_n | theta)``.
+
+        Parameters
+        ----------
+        X : array-like, optional
+            Data; default the observed data of the fit.
+
+        Returns
+        -------
+        ndarray of shape (chain, draw)
+        """
+        if X is None and "log_likelihood" in self.datatree.children:
+            return self._log_likelihood().transpose("chain", "draw", ...).values.sum(-1)
+        total = 0.0
+        for _sl, ll in self.log_likelihood_blocks(X):
+            total = total + ll.sum(axis=-1)
+        return total
+
+    def with_log_likelihood(self):
+        """The DataTree with its ``log_likelihood`` group (computed if needed).
+
+        For ArviZ's functions that read the group themselves
+        (``arviz_stats.loo``, ``loo_pit``, ...). Costs chains x draws x
+        observations doubles in memory when the fit computes it on demand.
+
+        Returns
+        -------
+        xarray.DataTree
+        """
+        tree = self.datatree
+        if "log_likelihood" in tree.children:
+            return tree
+        if not self.log_likelihood_on_demand:
+            raise ValueError("The result has no log_likelihood group.")
+        ll = np.concatenate([b for _sl, b in self.log_likelihood_blocks()], axis=-1)
+        out = tree.copy()
+        out["log_likelihood"] = xr.DataTree(_log_likelihood_dataset(self.posterior, ll))
+        out.attrs["log_likelihood"] = "stored"
+        return out
+
     def loo(self, pointwise=False):
         """PSIS-LOO via ArviZ (importance-corrected for variational fits).
 
@@ -531,24 +643,106 @@ class MixtureResult:
         -------
         arviz_stats.ELPDData
         """
+        if self.log_likelihood_on_demand:
+            return self._loo_blockwise(pointwise)
+        return self._loo_tree(self.datatree, pointwise)
+
+    def _loo_tree(self, tree, pointwise, reff=None):
         import arviz_stats
 
         if self.method in ("advi", "fullrank_advi"):
             stats = self.datatree["fit_stats"].to_dataset()
             return arviz_stats.loo_approximate_posterior(
-                self.datatree,
+                tree,
                 log_p=stats["log_p"],
                 log_q=stats["log_q"],
                 pointwise=pointwise,
                 var_name="x",
             )
-        return arviz_stats.loo(self.datatree, pointwise=pointwise, var_name="x")
+        return arviz_stats.loo(tree, pointwise=pointwise, var_name="x", reff=reff)
+
+    def _loo_blockwise(self, pointwise):
+        """PSIS-LOO a block of observations at a time (exact: PSIS is pointwise)."""
+        import warnings
+
+        from arviz_stats.utils import ELPDDataLOO
+
+        post = self.posterior
+        n_draws = post.sizes["chain"] * post.sizes["draw"]
+        reff = None
+        if self.method not in ("advi", "fullrank_advi"):
+            reff = 1.0
+            if post.sizes["chain"] > 1:  # ArviZ's rule: mean ESS over parameters
+                ess = post.azstats.ess(method="mean")
+                values = [np.ravel(ess[v].values) for v in ess.data_vars]
+                reff = float(np.hstack(values).mean() / n_draws)
+        elpd_i, pareto_k, p_total = [], [], 0.0
+        for _sl, ll in self.log_likelihood_blocks():
+            tree = xr.DataTree.from_dict(
+                {"posterior": post, "log_likelihood": _log_likelihood_dataset(post, ll)}
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                block = self._loo_tree(tree, True, reff=reff)
+            elpd_i.append(block.elpd_i.values)
+            pareto_k.append(block.pareto_k.values)
+            p_total += float(block.p)
+        obs = np.arange(sum(e.size for e in elpd_i))
+        elpd_i = xr.DataArray(np.concatenate(elpd_i), dims="obs", coords={"obs": obs})
+        pareto_k = xr.DataArray(
+            np.concatenate(pareto_k), dims="obs", coords={"obs": obs}
+        )
+        elpd, se, _, _ = elpd_i.azstats.loo_summary(xr.zeros_like(elpd_i))
+        good_k = min(1 - 1 / np.log10(n_draws), 0.7) if n_draws > 1 else 0.7
+        warn_mg = bool(np.any(pareto_k.values > good_k))
+        if warn_mg:
+            warnings.warn(
+                "Estimated shape parameter of Pareto distribution is greater than "
+                f"{good_k:.2f} for one or more samples.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return ELPDDataLOO(
+            elpd=float(elpd),
+            se=float(se),
+            p=p_total,
+            n_samples=n_draws,
+            n_data_points=obs.size,
+            scale="log",
+            warning=warn_mg,
+            good_k=good_k,
+            elpd_i=elpd_i if pointwise else None,
+            pareto_k=pareto_k if pointwise else None,
+            approx_posterior=self.method in ("advi", "fullrank_advi"),
+        )
 
     def waic(self, pointwise=False):
-        """WAIC from the stored pointwise log-likelihood (see :func:`waic`)."""
-        return waic(
-            self._log_likelihood().transpose("chain", "draw", ...), pointwise=pointwise
-        )
+        """WAIC from the pointwise log-likelihood (see :func:`waic`).
+
+        Computed a block of observations at a time when the fit keeps the
+        log-likelihood on demand (:attr:`log_likelihood_on_demand`).
+        """
+        if not self.log_likelihood_on_demand:
+            return waic(
+                self._log_likelihood().transpose("chain", "draw", ...),
+                pointwise=pointwise,
+            )
+        parts = [waic(ll, pointwise=True) for _sl, ll in self.log_likelihood_blocks()]
+        elpd_i = np.concatenate([p["elpd_waic_i"] for p in parts])
+        p_i = np.concatenate([p["p_waic_i"] for p in parts])
+        out = {
+            "elpd_waic": float(elpd_i.sum()),
+            "se": float(np.sqrt(elpd_i.size * np.var(elpd_i))),
+            "p_waic": float(p_i.sum()),
+            "n_samples": parts[0]["n_samples"],
+            "n_data_points": int(elpd_i.size),
+            "warning": bool(np.any(p_i > 0.4)),
+            "scale": "log",
+        }
+        if pointwise:
+            out["elpd_waic_i"] = elpd_i
+            out["p_waic_i"] = p_i
+        return out
 
     # ------------------------------------------------------------------ I/O
     def to_netcdf(self, path):
