@@ -249,6 +249,17 @@ def sample_rows(X, size, rng):
     return np.asarray(X[idx].compute(), dtype=np.float64)
 
 
+def take_rows(X, rows):
+    """Rows of dask input as numpy (a DataFrame with the names, if it had them)."""
+    import pandas as pd
+
+    arr, names = as_array(X)
+    values = np.asarray(arr[np.asarray(rows)].compute(), dtype=np.float64)
+    if names is None:
+        return values
+    return pd.DataFrame(values, columns=[str(c) for c in names])
+
+
 def _sample_size(k, d):
     from bayes_gmm._init import _MIN_SCREEN_SAMPLES
 

@@ -23,6 +23,7 @@ goes on, so one bad model does not lose the others.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -783,6 +784,10 @@ class ModelComparison:
         Number of samples.
     em_grid : EMGrid
         The EM part.
+    bayes_rows : ndarray of int or None
+        The rows (sorted indices into X) that every Bayesian fit used when
+        ``compare_models`` subsampled them (``bayes_max_samples``); None
+        when they used all rows.
 
     Examples
     --------
@@ -803,6 +808,12 @@ class ModelComparison:
     methods: tuple = ("em",)
     n_samples: int = 0
     em_grid: EMGrid | None = None
+    bayes_rows: np.ndarray | None = None
+
+    @property
+    def bayes_n_samples(self) -> int:
+        """Rows the Bayesian fits saw (fewer than ``n_samples`` if subsampled)."""
+        return self.n_samples if self.bayes_rows is None else len(self.bayes_rows)
 
     @property
     def bayes_methods(self) -> tuple:
@@ -829,7 +840,9 @@ class ModelComparison:
             ``"nuts_elpd_loo"`` or ``"advi_elpd_waic"``.
         """
         table = _sound(self.table, criterion, "em_collapsed")
-        return best_row(_reliable_loo(table, criterion, self.n_samples), criterion)
+        return best_row(
+            _reliable_loo(table, criterion, self.bayes_n_samples), criterion
+        )
 
     def picks(self) -> dict[str, tuple[str, int]]:
         """The model each criterion picks.
@@ -943,6 +956,13 @@ class ModelComparison:
             f"{self.n_samples} samples with "
             f"{', '.join(_METHOD_NAMES[m] for m in self.methods)}."
         ]
+        if self.bayes_rows is not None and self.bayes_methods:
+            lines.append(
+                f"The Bayesian fits used a random subsample of "
+                f"{self.bayes_n_samples:,} of the {self.n_samples:,} rows (the same "
+                "rows for every fit, so their LOO and WAIC compare with each other, "
+                "on that subsample); EM used all rows."
+            )
         picks = self.picks()
         if "bic" not in picks:
             lines.append("No EM fit succeeded, so BIC picks nothing.")
@@ -1180,6 +1200,23 @@ def _plan(candidates, bayes_methods, grid, types, ks) -> dict[str, list]:
     return plan
 
 
+def _bayes_subsample(data, n, max_samples, base):
+    """The data of the Bayesian fits: (data or a row subsample, rows or None)."""
+    if max_samples is None or (n <= max_samples and not _is_dask(data)):
+        return data, None
+    rows = None
+    if n > max_samples:
+        rng = np.random.default_rng([base, 3])
+        rows = np.sort(rng.choice(n, size=max_samples, replace=False))
+    if _is_dask(data):  # few rows: all of them, in memory
+        from bayes_gmm._dask import take_rows
+
+        return take_rows(data, np.arange(n) if rows is None else rows), rows
+    if isinstance(data, pd.DataFrame):
+        return data.iloc[rows].reset_index(drop=True), rows
+    return data[rows], rows
+
+
 def _make_bayes(k, ctype, method, seed, settings):
     """The Bayesian estimator of one model (a seam for tests)."""
     from bayes_gmm.bayes import GaussianMixtureBayes
@@ -1198,8 +1235,6 @@ def _bayes_row(method):
 
 def _fit_one_bayes(data, ctype, k, method, seed, settings):
     """Fit one Bayesian model; return (row, estimator or None, ELPDData or None)."""
-    from bayes_gmm.result import waic as waic_fn
-
     row = _bayes_row(method)
     start = time.perf_counter()
     try:
@@ -1219,11 +1254,7 @@ def _fit_one_bayes(data, ctype, k, method, seed, settings):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             elpd = result.loo(pointwise=True)
-            w = waic_fn(
-                result.datatree["log_likelihood"]
-                .to_dataset()["x"]
-                .transpose("chain", "draw", ...)
-            )
+            w = result.waic()
     except Exception as exc:  # noqa: BLE001
         row[f"{method}_error"] = f"LOO/WAIC failed: {type(exc).__name__}: {exc}"
         return row, est, None
@@ -1313,6 +1344,7 @@ def compare_models(
     candidates: int | Mapping[str, Any] | None = None,
     em_grid: EMGrid | None = None,
     callback: Callable[..., None] | None = None,
+    bayes_max_samples: int | None = 20_000,
 ) -> ModelComparison:
     """Fit a grid of mixtures by EM and Bayesian methods, and compare them.
 
@@ -1391,6 +1423,16 @@ def compare_models(
         instead of fitting them again; its models then define the grid, and
         ``n_components``, ``covariance_types``, ``n_init`` and
         ``em_kwargs`` are not used.
+    bayes_max_samples : int or None, default=20_000
+        The Bayesian fits use a random subsample of this many rows when X
+        has more (drawn once from ``random_state``, the same rows for every
+        Bayesian fit, so their LOO, WAIC and stacking weights compare with
+        each other); EM always uses all rows. The comparison records the
+        rows (``bayes_rows``), its verdict says so, and each Bayesian fit's
+        ``result_.attrs["subsample"]`` holds ``{"rows": n, "of": N}``. A
+        NUTS fit costs time in proportion to the rows: 20,000 rows keep the
+        default grid to minutes. None: all rows (numpy input only; a dask
+        array is always subsampled, as it may not fit in memory).
     callback : callable, optional
         Called around every Bayesian fit as ``callback(event, method,
         covariance_type, n_components, info)``: ``event="start"`` with
@@ -1484,11 +1526,25 @@ def compare_models(
             f"'em_grid' was fitted to {em_grid.n_samples} samples, but X has "
             f"{arr.shape[0]}: pass the data the grid was fitted to."
         )
+    if bayes_max_samples is not None:
+        bayes_max_samples = check_scalar(
+            "bayes_max_samples", bayes_max_samples, int, min_value=2
+        )
+    elif _is_dask(arr) and bayes_methods:
+        raise ValueError(
+            "bayes_max_samples=None would load the whole dask array into memory "
+            "for the Bayesian fits; give the number of rows to subsample."
+        )
     if bayes_methods:
         # An unknown parameter raises TypeError here, before any fitting.
         _make_bayes(1, types[0], bayes_methods[0], 0, settings)
     _check_candidates(candidates, bayes_methods)
     base = seed_from(check_random_state(random_state))
+    bayes_data, bayes_rows = data, None
+    if bayes_methods:
+        bayes_data, bayes_rows = _bayes_subsample(
+            data, arr.shape[0], bayes_max_samples, base
+        )
     n_models = len(types) * len(ks)
 
     with _Progress(n_models if em_grid is None else 0, progressbar) as bar:
@@ -1534,7 +1590,13 @@ def compare_models(
                 if callback is not None:
                     callback("start", m, ctype, k, {"random_state": seed})
                 start = time.perf_counter()
-                row, est, elpd = _fit_one_bayes(data, ctype, k, m, seed, settings)
+                row, est, elpd = _fit_one_bayes(
+                    bayes_data, ctype, k, m, seed, settings
+                )
+                if est is not None and bayes_rows is not None:
+                    est.result_.attrs["subsample"] = json.dumps(
+                        {"rows": len(bayes_rows), "of": int(arr.shape[0])}
+                    )
                 rows[(ctype, k)].update(row)
                 if est is not None:
                     fits[(m, ctype, k)] = est
@@ -1589,6 +1651,7 @@ def compare_models(
         methods=("em", *bayes_methods),
         n_samples=arr.shape[0],
         em_grid=grid,
+        bayes_rows=bayes_rows,
     )
     picked = {key: [] for key in order}
     for crit, pair in comparison.picks().items():
