@@ -124,6 +124,8 @@ _DEFAULT_DRAWS = 500
 _DEFAULT_TUNE = 500
 _DEFAULT_CHAINS = 4
 _DEFAULT_N_BOOT = 200
+_DEFAULT_BAYES_MAX_SAMPLES = 20_000
+_PLOT_MAX_POINTS = 20_000
 _DEFAULT_CI_PROB = 0.94
 
 
@@ -211,6 +213,15 @@ def _build_parser() -> argparse.ArgumentParser:
             default=_DEFAULT_CHAINS,
             metavar="N",
             help=f"NUTS chains (default: {_DEFAULT_CHAINS})",
+        )
+        p.add_argument(
+            "--bayes-max-samples",
+            type=int,
+            default=_DEFAULT_BAYES_MAX_SAMPLES,
+            metavar="N",
+            help="the Bayesian fits use a random subsample of N rows when the "
+            "data have more (the same rows for every fit; EM uses all rows); "
+            f"0 for all rows (default: {_DEFAULT_BAYES_MAX_SAMPLES})",
         )
         p.add_argument(
             "--n-boot",
@@ -417,6 +428,7 @@ def _settings(args, n_samples: int) -> dict:
         ("tune", 1),  # nutpie panics (a Rust PanicException) with tune=0
         ("chains", 1),
         ("n_boot", 0),
+        ("bayes_max_samples", 0),
     ):
         value = getattr(args, name)
         if value < minimum:
@@ -446,6 +458,7 @@ def _settings(args, n_samples: int) -> dict:
         "chains": args.chains,
         "n_boot": args.n_boot,
         "ci_prob": args.ci_prob,
+        "bayes_max_samples": args.bayes_max_samples or None,
     }
 
 
@@ -631,6 +644,7 @@ def _fit_bayesian(df, grid, settings, plan, say, progressbar, check=None):
         random_state=settings["seed"],
         progressbar=False,
         bayes_kwargs={"progressbar": progressbar},
+        bayes_max_samples=settings["bayes_max_samples"],
         callback=report,
     )
     return comparison, fits
@@ -794,7 +808,23 @@ def _preferred_bayes(bayes: Sequence[_BayesFit]):
     return ranked[0] if ranked else None
 
 
-def _write_figures(tmp: Path, df, grid, table, picks, chosen, units, settings):
+def _plot_rows(df, seed):
+    """The rows the figures draw: all, or a random ``_PLOT_MAX_POINTS`` of them.
+
+    A scatter of a million points costs minutes in matplotlib and shows no
+    more than one of twenty thousand; the note goes into every title.
+    """
+    n = len(df)
+    if n <= _PLOT_MAX_POINTS:
+        return df, ""
+    rng = np.random.default_rng([seed if isinstance(seed, int) else 0, 7])
+    rows = np.sort(rng.choice(n, size=_PLOT_MAX_POINTS, replace=False))
+    return df.iloc[rows], f" ({_PLOT_MAX_POINTS:,} of {n:,} points shown)"
+
+
+def _write_figures(
+    tmp: Path, df, grid, table, picks, chosen, units, settings, say=None
+):
     """Draw every figure into ``tmp``; return name -> (file name, caption)."""
     import matplotlib
 
@@ -804,7 +834,10 @@ def _write_figures(tmp: Path, df, grid, table, picks, chosen, units, settings):
     files: dict[str, str] = {}
     ctype, k = picks["bic"]
     em = grid.fits[(ctype, k)]
-    title = f"BIC choice: {ctype}, K={k}{units}"
+    df, shown = _plot_rows(df, settings["seed"])
+    if say is not None:
+        say(f"[figures] drawing the report's figures{shown} ...")
+    title = f"BIC choice: {ctype}, K={k}{units}{shown}"
     d = df.shape[1]
     bayes = _preferred_bayes(chosen["bayes"])
     if d >= 2:
@@ -1059,6 +1092,12 @@ def _run_in(target: ReportDir, args, out_stream, err_stream, interrupts, state):
                 "Bayesian fits for the leading candidates by EM BIC: "
                 + _plan_text(plan)
             )
+            cap = settings["bayes_max_samples"]
+            if cap is not None and len(df) > cap:
+                say(
+                    f"Bayesian fits use a random subsample of {cap:,} of the "
+                    f"{len(df):,} rows (--bayes-max-samples; EM used all rows)"
+                )
         t0 = time.perf_counter()
         progressbar = not args.quiet and err_stream.isatty()
         comparison, fits = _fit_bayesian(
@@ -1120,7 +1159,9 @@ def _run_in(target: ReportDir, args, out_stream, err_stream, interrupts, state):
                 leftover.unlink()
             continue
         files[item.label] = item.filename
-    files.update(_write_figures(tmp, df, grid, table, picks, chosen, units, settings))
+    files.update(
+        _write_figures(tmp, df, grid, table, picks, chosen, units, settings, say)
+    )
     files["summary"] = "summary.json"
     files["report"] = "index.html"
     timing["output"] = time.perf_counter() - t0
