@@ -157,7 +157,9 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         happened), and so does any caller such as
         :func:`bayes_gmm.compare_models`. With ``keep_partial=True`` the
         draws finished so far are kept instead: NUTS keeps the first draws
-        that every chain completed (a ``BayesGMMWarning`` says how many),
+        that every chain completed (a ``BayesGMMWarning`` says how many;
+        ``sampler="pymc"`` runs the chains one after another, and keeps
+        those that have draws),
         ADVI keeps the approximation reached (marked not converged); an
         interrupt before the first draw (or the first ADVI iteration)
         still raises ``KeyboardInterrupt``.
@@ -349,7 +351,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         with _interrupt_guard(bool(self.keep_partial)) as interrupt:
             if self.method == "nuts":
                 posterior, stats_group, extra = self._run_nuts(
-                    model, starts, inference_seed, jitter_seed
+                    model, starts, inference_seed, jitter_seed, interrupt
                 )
             else:
                 posterior, stats_group, extra = self._run_vi(
@@ -363,7 +365,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             raise KeyboardInterrupt("bayes_gmm: the fit was interrupted")
         if self.method == "nuts" and interrupt.interrupted:
             posterior, stats_group, extra = _keep_complete_draws(
-                posterior, stats_group, extra, self.draws
+                posterior, stats_group, extra, self.draws, self.chains
             )
         elapsed = time.perf_counter() - t0
         dt = self._assemble(X, model, posterior, stats_group, priors, extra, elapsed)
@@ -425,7 +427,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
         warn(message, BayesGMMWarning, stacklevel=4)
         return "pymc"
 
-    def _run_nuts(self, model, starts, seed, jitter_seed):
+    def _run_nuts(self, model, starts, seed, jitter_seed, interrupt=None):
         import pymc as pm
 
         sampler = self._resolve_sampler()
@@ -440,7 +442,16 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
             init = "adapt_diag"
             if sampler != "pymc":
                 initvals = initvals[0]
-        with model:
+        callback = None
+        if sampler == "pymc" and interrupt is not None:
+            # PyMC samples the chains one after another and each chain
+            # swallows the KeyboardInterrupt (keep_partial) that stops it:
+            # stop the chains after it as well.
+            def callback(trace, draw):
+                if interrupt.interrupted:
+                    raise KeyboardInterrupt
+
+        with model, _no_draw_is_an_interrupt(interrupt):
             t0 = time.perf_counter()
             dt = pm.sample(
                 draws=self.draws,
@@ -455,6 +466,7 @@ class GaussianMixtureBayes(DensityMixin, BaseEstimator):
                 progressbar=self.progressbar,
                 var_names=list(_PARAMS),
                 compute_convergence_checks=False,
+                **({} if callback is None else {"callback": callback}),
             )
         stats = dt["sample_stats"].to_dataset()
         return (
@@ -1397,7 +1409,21 @@ def _interrupt_guard(keep_partial):
         signal.signal(signal.SIGINT, previous)
 
 
-def _keep_complete_draws(posterior, stats_group, extra, draws):
+@contextlib.contextmanager
+def _no_draw_is_an_interrupt(interrupt):
+    """PyMC's "Not enough samples" after an interrupt in warm-up: an interrupt."""
+    try:
+        yield
+    except ValueError:
+        if interrupt is None or not interrupt.interrupted:
+            raise
+        raise KeyboardInterrupt(
+            "bayes_gmm: the fit was interrupted before any draw was complete "
+            "(keep_partial=True keeps only complete draws)"
+        ) from None
+
+
+def _keep_complete_draws(posterior, stats_group, extra, draws, chains=None):
     """After an interrupt (``keep_partial``): the draws every chain completed.
 
     An interrupted sampler pads unfinished chains with NaN; the leading
@@ -1424,13 +1450,24 @@ def _keep_complete_draws(posterior, stats_group, extra, draws):
     posterior = posterior.isel(keep)
     if "draw" in stats.dims:
         stats = stats.isel(keep)
+    n_chains = posterior.sizes["chain"]
+    dropped = ""
+    if chains is not None and n_chains < chains:
+        # PyMC's sequential sampler returns only the chains with draws
+        dropped = f" in {n_chains} of {chains} chains (the others had none)"
     warn(
         f"Sampling was interrupted: kept the first {n_keep} of {draws} draws "
-        f"per chain (keep_partial=True). Diagnose the fit before using it.",
+        f"per chain{dropped} (keep_partial=True). Diagnose the fit before "
+        "using it.",
         BayesGMMWarning,
         stacklevel=4,
     )
-    extra = {**extra, "interrupted": True, "draws_kept": n_keep}
+    extra = {
+        **extra,
+        "interrupted": True,
+        "draws_kept": n_keep,
+        "chains_kept": int(n_chains),
+    }
     return posterior, (group, stats), extra
 
 

@@ -1590,9 +1590,7 @@ def compare_models(
                 if callback is not None:
                     callback("start", m, ctype, k, {"random_state": seed})
                 start = time.perf_counter()
-                row, est, elpd = _fit_one_bayes(
-                    bayes_data, ctype, k, m, seed, settings
-                )
+                row, est, elpd = _fit_one_bayes(bayes_data, ctype, k, m, seed, settings)
                 if est is not None and bayes_rows is not None:
                     est.result_.attrs["subsample"] = json.dumps(
                         {"rows": len(bayes_rows), "of": int(arr.shape[0])}
