@@ -347,6 +347,26 @@ def _draws_log_density(weights, means, chol, points):
     return logsumexp(parts, axis=-1), parts
 
 
+def _predictive_log_density(weights, means, chol, points):
+    """``log mean_s p(x_i | theta_s)`` at every point, a block of draws at a time.
+
+    The same numbers as ``logsumexp`` over draws of :func:`_draws_log_density`'s
+    total, without its (S, n, K) array and temporaries (1.5 GB of peak
+    memory for 500 draws on the 100 x 100 grid, K = 3, D = 5).
+    """
+    s, k, d = means.shape
+    n = points.shape[0]
+    size = max(1, _BLOCK_FLOATS // max(1, n * k * d))
+    acc = np.full(n, -np.inf)
+    for start in range(0, s, size):
+        sl = slice(start, min(s, start + size))
+        with np.errstate(divide="ignore"):
+            log_w = np.log(weights[sl])[:, None, :]
+        parts = log_gaussian_prob_cholesky(points, means[sl], chol[sl]) + log_w
+        acc = np.logaddexp(acc, logsumexp(logsumexp(parts, axis=-1), axis=0))
+    return acc - np.log(s)
+
+
 def _ellipse(center, cov2, n_std, **style) -> Ellipse:
     width, height, angle = ellipse_geometry(cov2, n_std)
     return Ellipse(tuple(center), width, height, angle=angle, **style)
@@ -1678,9 +1698,7 @@ def plot_density(
     if draws is None:
         total, _ = _marginal_log_density(point, points, idx)
     else:
-        total_s, _ = _draws_log_density(*draws, points)
-        # log of the posterior predictive density: log mean_s p(x | theta_s)
-        total = logsumexp(total_s, axis=0) - np.log(total_s.shape[0])
+        total = _predictive_log_density(*draws, points)
     zz = total.reshape(xx.shape)
     ax.scatter(
         arr[:, idx[0]],
