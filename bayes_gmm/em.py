@@ -926,7 +926,7 @@ default="kmeans"
         self : GaussianMixtureEM
             The fitted estimator.
         """
-        self._fit(X)
+        self._fit(X, labels=False)
         return self
 
     def fit_predict(self, X, y=None):
@@ -946,7 +946,7 @@ default="kmeans"
         """
         return self._fit(X)
 
-    def _fit(self, X):
+    def _fit(self, X, labels=True):
         """Fit and return the labels; called directly by ``fit`` and ``fit_predict``.
 
         Both public methods are one frame above this one, so a warning
@@ -956,7 +956,8 @@ default="kmeans"
             from bayes_gmm import _dask
 
             _dask.fit(self, X)
-            return _dask.predict(self, X)
+            # fit() wants no labels: preparing them reads a DataFrame once more
+            return _dask.predict(self, X) if labels else None
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         X = check_data(self, X, reset=do_init, min_samples=2, dtype=_DTYPES)
         # float64 arithmetic whatever the input; fitted arrays in its dtype.
