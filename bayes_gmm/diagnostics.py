@@ -666,12 +666,8 @@ def _invariant_dataset(result, relabelled):
     """Label-invariant quantities per draw: log-likelihood sum, sorted weights."""
     data = {}
     tree = result.datatree
-    if "log_likelihood" in tree.children:
-        ll = tree["log_likelihood"].to_dataset()["x"]
-        data["log_likelihood"] = ll.sum(
-            [dim for dim in ll.dims if dim not in ("chain", "draw")]
-        )
-    elif result.log_likelihood_on_demand:
+    if "log_likelihood" in tree.children or result.log_likelihood_on_demand:
+        # stored group summed, or computed in blocks: the same totals
         data["log_likelihood"] = xr.DataArray(
             result.log_likelihood_totals(), dims=("chain", "draw")
         )
